@@ -1,6 +1,34 @@
-"""fnet: a functional neural-net toolkit on JAX."""
+"""fnet: a functional neural-net toolkit on JAX.
 
-from fnet import errors, validation
+Models are pairs of pure functions ``(init, apply)`` over plain nested dicts of arrays;
+losses, regularizers and metrics are pure functions. See ``docs/design.md``.
+"""
+
+from fnet import activations, errors, initializers, layers, models, validation
+from fnet.combinators import parallel, residual, serial
+from fnet.core import Model, StatefulModel, as_stateful, is_stateful, layer_key
+from fnet.layers import (
+    Activation,
+    AvgPool,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Elu,
+    Flatten,
+    LayerNorm,
+    LeakyRelu,
+    LogSoftmax,
+    MaxPool,
+    Maxout,
+    Relu,
+    Reshape,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from fnet.summary import abstract_init, param_count, summary
+from fnet.tree import cast_floating
 from fnet.validation import check_labels
 
 __version__ = "0.1.0"

@@ -23,7 +23,23 @@ class FnetError(Exception):
 
 
 class ShapeError(FnetError, ValueError):
-    """An array has the wrong shape for the layer, loss or function it was given to."""
+    """An array has the wrong shape for the layer, loss or function it was given to.
+
+    ``path`` names the layer inside nested combinators (outermost first), e.g.
+    ``("encoder", "dense_1")``; combinators prepend their child's name with
+    :meth:`within` as the error travels up, so the final message says exactly which layer
+    of which model failed.
+    """
+
+    def __init__(self, message: str, path: tuple[str, ...] = ()):
+        self.message = message
+        self.path = tuple(path)
+        where = "/".join(self.path)
+        super().__init__(f"layer '{where}': {message}" if where else message)
+
+    def within(self, name: str) -> ShapeError:
+        """The same error, one level further out: ``name`` is prepended to the path."""
+        return ShapeError(self.message, (name, *self.path))
 
 
 class LabelError(FnetError, ValueError):

@@ -1,0 +1,183 @@
+"""The model contract: a model is a named pair of pure functions, ``init`` and ``apply``.
+
+``Model`` (stateless)::
+
+    output_shape, params = model.init(key, input_shape)
+    y = model.apply(params, x, *, key=None, train=False)
+
+``StatefulModel`` (a model with non-trainable state, e.g. BatchNorm's running
+statistics; see ``docs/design.md`` for why state is a separate pytree)::
+
+    output_shape, params, state = model.init(key, input_shape)
+    y, new_state = model.apply(params, state, x, *, key=None, train=False)
+
+``params`` and ``state`` are plain nested dicts of arrays, keyed by readable layer names
+(``params["dense_0"]["w"]``), so ``jax.tree``, optax and checkpointing work on them
+directly. ``input_shape`` includes the leading batch dimension, which may be ``-1``.
+Both classes unpack like a pair: ``init, apply = model``.
+
+Initialization keys are derived from each layer's name (:func:`layer_key`), never from
+its position, so inserting a layer leaves the initial values of every other layer
+bit-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeAlias
+
+import jax
+import numpy as np
+
+from fnet.errors import ShapeError
+
+__all__ = [
+    "AnyModel",
+    "Model",
+    "Params",
+    "Shape",
+    "State",
+    "StatefulModel",
+    "as_stateful",
+    "is_stateful",
+    "layer_key",
+]
+
+Params: TypeAlias = dict[str, Any]
+State: TypeAlias = dict[str, Any]
+Shape: TypeAlias = tuple[int, ...]
+InitFn: TypeAlias = Callable[..., tuple[Any, Params]]
+ApplyFn: TypeAlias = Callable[..., Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A stateless model: a named pair of pure functions ``(init, apply)``.
+
+    Attributes:
+      init: ``init(key, input_shape) -> (output_shape, params)``; ``key`` a JAX PRNG key,
+        ``input_shape`` a tuple with a leading batch dimension (``-1`` allowed).
+      apply: ``apply(params, x, *, key=None, train=False) -> y``; ``key`` is needed only
+        by layers that use randomness when ``train=True`` (Dropout).
+      name: the default name combinators give this layer (``"dense"`` -> ``"dense_0"``).
+      children: ``(name, model)`` pairs of a combinator's sub-models, for ``summary``.
+    """
+
+    init: InitFn
+    apply: ApplyFn
+    name: str = "model"
+    children: tuple[tuple[str, AnyModel], ...] = ()
+
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        """Unpack like a pair: ``init, apply = model``."""
+        return iter((self.init, self.apply))
+
+
+@dataclasses.dataclass(frozen=True)
+class StatefulModel:
+    """A model with explicit non-trainable state (running statistics).
+
+    Attributes:
+      init: ``init(key, input_shape) -> (output_shape, params, state)``.
+      apply: ``apply(params, state, x, *, key=None, train=False) -> (y, new_state)``;
+        the state changes only when ``train=True``.
+      name: the default name combinators give this layer.
+      children: ``(name, model)`` pairs of a combinator's sub-models.
+    """
+
+    init: InitFn
+    apply: ApplyFn
+    name: str = "model"
+    children: tuple[tuple[str, AnyModel], ...] = ()
+
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        """Unpack like a pair: ``init, apply = model``."""
+        return iter((self.init, self.apply))
+
+
+AnyModel: TypeAlias = Model | StatefulModel
+
+
+def is_stateful(model: AnyModel) -> bool:
+    """True if ``model`` carries state (its ``apply`` takes and returns a state pytree)."""
+    if isinstance(model, StatefulModel):
+        return True
+    if isinstance(model, Model):
+        return False
+    raise TypeError(f"expected an fnet Model or StatefulModel, got {type(model).__name__}")
+
+
+def as_stateful(model: AnyModel) -> StatefulModel:
+    """View any model as a :class:`StatefulModel` (a stateless one gets empty state ``{}``).
+
+    Lets code that handles both kinds (combinators, ``fnet.train``) be written once.
+    """
+    if is_stateful(model):
+        return model  # type: ignore[return-value]
+
+    def init(key, input_shape):
+        output_shape, params = model.init(key, input_shape)
+        return output_shape, params, {}
+
+    def apply(params, state, x, *, key=None, train=False):
+        return model.apply(params, x, key=key, train=train), state
+
+    return StatefulModel(init, apply, model.name, model.children)
+
+
+def layer_key(key: jax.Array, name: str) -> jax.Array:
+    """Derive a layer's PRNG key from its parent's key and its name (not its position).
+
+    Uses ``jax.random.fold_in`` with the CRC-32 of the name, so the key of
+    ``"dense_1"`` does not change when another layer is inserted before it.
+    """
+    return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+def as_shape(input_shape: Sequence[int], layer: str, min_rank: int = 1) -> Shape:
+    """Validate an ``input_shape`` argument and return it as a tuple of ints.
+
+    The leading (batch) dimension may be ``-1``; every other dimension must be positive.
+    Raises ``ShapeError`` naming ``layer`` otherwise.
+    """
+    try:
+        shape = tuple(int(d) for d in input_shape)
+    except TypeError:
+        raise TypeError(
+            f"{layer}: input_shape must be a tuple of ints such as (-1, 784), got {input_shape!r}"
+        ) from None
+    if len(shape) < min_rank:
+        raise ShapeError(
+            f"{layer} needs inputs of rank >= {min_rank} (batch first), got input_shape {shape}"
+        )
+    if shape and (shape[0] == 0 or shape[0] < -1):
+        raise ShapeError(f"{layer}: batch dimension must be positive or -1, got {shape}")
+    if any(d <= 0 for d in shape[1:]):
+        raise ShapeError(f"{layer}: dimensions after the batch must be positive, got {shape}")
+    return shape
+
+
+def check_input(x: Any, layer: str, *, rank: int | None = None, last: int | None = None) -> None:
+    """Raise ``ShapeError`` if ``x`` does not have ``rank`` dims or last dimension ``last``.
+
+    Shapes are static under ``jax.jit``, so this check costs nothing at run time.
+    """
+    shape = np.shape(x)
+    if rank is not None and len(shape) != rank:
+        raise ShapeError(f"{layer} expects inputs of rank {rank}, got shape {shape}")
+    if last is not None and (len(shape) == 0 or shape[-1] != last):
+        raise ShapeError(
+            f"{layer} expects inputs with last dimension {last} (set by init), got shape {shape}"
+        )
+
+
+def require_params(params: Params, names: Sequence[str], layer: str) -> None:
+    """Raise ``KeyError`` with a clear message if ``params`` lacks any of ``names``."""
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise KeyError(
+            f"{layer}: params are missing {missing} (got keys {sorted(params)}); "
+            "were these params made by this model's init?"
+        )

@@ -1,0 +1,81 @@
+"""2-D convolution over NHWC images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from fnet import initializers
+from fnet.core import Model, as_shape, check_input, require_params
+from fnet.errors import ShapeError
+
+__all__ = ["Conv2D"]
+
+
+def _pair(value: int | Sequence[int], what: str, layer: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in pair):
+        raise ValueError(f"{layer}: {what} must be a positive int or a pair of them, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+def _padding(padding: str, layer: str) -> str:
+    if not isinstance(padding, str) or padding.upper() not in ("SAME", "VALID"):
+        raise ValueError(f"{layer}: padding must be 'SAME' or 'VALID', got {padding!r}")
+    return padding.upper()
+
+
+def Conv2D(
+    features: int,
+    kernel_size: int | Sequence[int],
+    strides: int | Sequence[int] = 1,
+    padding: str = "SAME",
+    *,
+    w_init: str | initializers.Initializer = "glorot_normal",
+    b_init: str | initializers.Initializer = "zeros",
+    param_dtype: jnp.dtype = jnp.float32,
+    name: str = "conv2d",
+) -> Model:
+    """2-D convolution: ``(N, H, W, C_in) -> (N, H', W', features)`` (NHWC).
+
+    Params: ``{"w": (kh, kw, C_in, features), "b": (features,)}`` (HWIO kernel).
+    ``padding="SAME"`` keeps ``H' = ceil(H / stride)``; ``"VALID"`` gives
+    ``H' = floor((H - kh) / stride) + 1``.
+    """
+    if isinstance(features, bool) or not isinstance(features, int) or features <= 0:
+        raise ValueError(f"Conv2D: features must be a positive int, got {features!r}")
+    desc = f"Conv2D({features}, {kernel_size})"
+    kernel = _pair(kernel_size, "kernel_size", desc)
+    stride = _pair(strides, "strides", desc)
+    pad = _padding(padding, desc)
+    w_fn, b_fn = initializers.get(w_init), initializers.get(b_init)
+
+    def conv(params, x):
+        y = lax.conv_general_dilated(
+            x, params["w"], stride, pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return y + params["b"]
+
+    def init(key, input_shape):
+        shape = as_shape(input_shape, desc, min_rank=4)
+        if len(shape) != 4:
+            raise ShapeError(f"{desc} expects an NHWC input_shape of rank 4, got {shape}")
+        k_w, k_b = jax.random.split(key)
+        params = {
+            "w": w_fn(k_w, (*kernel, shape[-1], features), param_dtype),
+            "b": b_fn(k_b, (features,), param_dtype),
+        }
+        x = jax.ShapeDtypeStruct((1, *shape[1:]), param_dtype)
+        out = jax.eval_shape(conv, params, x).shape
+        return (shape[0], *out[1:]), params
+
+    def apply(params, x, *, key=None, train=False):
+        del key, train
+        require_params(params, ("w", "b"), desc)
+        check_input(x, desc, rank=4, last=params["w"].shape[2])
+        return conv(params, x)
+
+    return Model(init, apply, name)

@@ -1,0 +1,61 @@
+"""Dense (fully connected) layer ``y = x W + b`` and the slides' "bias trick"."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fnet import initializers
+from fnet.core import Model, as_shape, check_input, require_params
+
+__all__ = ["Dense", "append_ones", "fold_bias"]
+
+
+def Dense(
+    out_dim: int,
+    *,
+    w_init: str | initializers.Initializer = "glorot_normal",
+    b_init: str | initializers.Initializer = "zeros",
+    param_dtype: jnp.dtype = jnp.float32,
+    name: str = "dense",
+) -> Model:
+    """A dense layer: ``(..., in) -> (..., out_dim)``, ``y = x @ w + b``.
+
+    Params: ``{"w": (in, out_dim), "b": (out_dim,)}`` of ``param_dtype``. ``w`` is stored
+    input-major (the slides' module view ``f(z) = z W + b^T``), so a mini-batch is one
+    matmul. Default init: ``w ~ N(0, 2/(in+out))`` (glorot_normal), ``b = 0``.
+    """
+    if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim <= 0:
+        raise ValueError(f"Dense: out_dim must be a positive int, got {out_dim!r}")
+    w_fn, b_fn = initializers.get(w_init), initializers.get(b_init)
+    desc = f"Dense({out_dim})"
+
+    def init(key, input_shape):
+        shape = as_shape(input_shape, desc, min_rank=2)
+        k_w, k_b = jax.random.split(key)
+        params = {
+            "w": w_fn(k_w, (shape[-1], out_dim), param_dtype),
+            "b": b_fn(k_b, (out_dim,), param_dtype),
+        }
+        return (*shape[:-1], out_dim), params
+
+    def apply(params, x, *, key=None, train=False):
+        del key, train
+        require_params(params, ("w", "b"), desc)
+        check_input(x, desc, last=params["w"].shape[0])
+        return x @ params["w"] + params["b"]
+
+    return Model(init, apply, name)
+
+
+def append_ones(x: jax.Array) -> jax.Array:
+    """The bias trick's input: ``(..., d) -> (..., d + 1)`` with a constant 1 appended."""
+    return jnp.concatenate([x, jnp.ones((*x.shape[:-1], 1), x.dtype)], axis=-1)
+
+
+def fold_bias(params: dict) -> jax.Array:
+    """The bias trick's weight: Dense params -> ``(in + 1, out)`` matrix ``[w; b]``.
+
+    ``append_ones(x) @ fold_bias(p)`` equals ``Dense.apply(p, x)``.
+    """
+    return jnp.concatenate([params["w"], params["b"][None, :]], axis=0)

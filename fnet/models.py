@@ -1,0 +1,85 @@
+"""Ready-made models: the slides' linear classifier, MLPs and a small AlexNet-style convnet.
+
+All return logits (apply a softmax or use ``fnet.losses.softmax_cross_entropy``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fnet.combinators import serial
+from fnet.core import AnyModel, Model
+from fnet.layers import (
+    Activation,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool,
+    Maxout,
+    Relu,
+)
+
+__all__ = ["convnet", "linear", "mlp"]
+
+
+def linear(n_classes: int, *, w_init: str = "glorot_normal") -> AnyModel:
+    """The linear score function ``f(x) = W x + b``: ``(N, ...) -> (N, n_classes)``.
+
+    Inputs are flattened first, so ``(N, 28, 28)`` MNIST images work as they are.
+    Params: ``{"dense_0": {"w": (D, n_classes), "b": (n_classes,)}}``.
+    """
+    return serial(Flatten(), Dense(n_classes, w_init=w_init), name="linear")
+
+
+def mlp(
+    hidden_sizes: Sequence[int],
+    n_classes: int,
+    activation: str = "relu",
+    *,
+    maxout_pieces: int = 2,
+    dropout: float = 0.0,
+    w_init: str = "glorot_normal",
+) -> AnyModel:
+    """A multi-layer perceptron ``(N, ...) -> (N, n_classes)``.
+
+    ``Flatten -> [Dense(h) -> activation (-> Dropout)] * len(hidden_sizes) -> Dense(n_classes)``.
+    ``activation`` is relu, tanh, sigmoid, leaky_relu, elu or maxout (then each hidden
+    Dense has ``h * maxout_pieces`` units followed by ``Maxout(maxout_pieces)``).
+    The slides' 2-layer net is ``mlp([200], 10, "tanh")``; params ``dense_0``, ``dense_1``.
+    """
+    sizes = list(hidden_sizes)
+    if any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in sizes):
+        raise ValueError(f"mlp: hidden_sizes must be positive ints, got {hidden_sizes!r}")
+    layers: list[Model] = [Flatten()]
+    for h in sizes:
+        if activation == "maxout":
+            layers += [Dense(h * maxout_pieces, w_init=w_init), Maxout(maxout_pieces)]
+        else:
+            layers += [Dense(h, w_init=w_init), Activation(activation)]
+        if dropout:
+            layers.append(Dropout(dropout))
+    layers.append(Dense(n_classes, w_init=w_init))
+    return serial(*layers, name="mlp")
+
+
+def convnet(
+    n_classes: int = 10,
+    *,
+    channels: Sequence[int] = (32, 64),
+    hidden: int = 128,
+    dropout: float = 0.0,
+) -> AnyModel:
+    """A small AlexNet-style net for NHWC images such as ``(N, 28, 28, 1)`` or ``(N, 32, 32, 3)``.
+
+    ``[Conv2D(c, 3) -> ReLU -> MaxPool(2)] for c in channels -> Flatten -> Dense(hidden)
+    -> ReLU (-> Dropout) -> Dense(n_classes)``; He-normal init for the ReLU layers.
+    """
+    layers: list[Model] = []
+    for c in channels:
+        layers += [Conv2D(c, 3, w_init="he_normal"), Relu(), MaxPool(2)]
+    layers += [Flatten(), Dense(hidden, w_init="he_normal"), Relu()]
+    if dropout:
+        layers.append(Dropout(dropout))
+    layers.append(Dense(n_classes))
+    return serial(*layers, name="convnet")
