@@ -15,8 +15,8 @@ from fnet.layers import (
     Dense,
     Dropout,
     Flatten,
-    MaxPool,
     Maxout,
+    MaxPool,
     Relu,
 )
 
