@@ -1,0 +1,368 @@
+"""MNIST and Fashion-MNIST from the official gzipped IDX files, plus an opt-in loader
+for MNIST-format files that are not the official ones (subsets, your own data).
+
+Shapes and dtypes: images ``(N, 28, 28)`` ``uint8`` in ``[0, 255]`` (no channel axis;
+add one with ``x[..., None]``), labels ``(N,)`` ``int32`` in ``[0, 10)``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from fnet.datasets.cache import candidate_dirs
+from fnet.datasets.dataset import Dataset
+from fnet.datasets.download import DEFAULT_TIMEOUT, FileSpec, ensure_files
+from fnet.datasets.idx import read_idx
+from fnet.errors import DataError, DownloadError, LabelError
+from fnet.validation import check_labels
+
+__all__ = [
+    "FASHION_MNIST_FILES",
+    "FASHION_MNIST_MIRRORS",
+    "MNIST_FILES",
+    "MNIST_MIRRORS",
+    "MNIST_SUBSET_FILES",
+    "fashion_mnist",
+    "load_mnist_format",
+    "mnist",
+    "mnist_train_or_subset",
+]
+
+PathLike = str | os.PathLike[str]
+
+#: Base URLs tried in order. ossci-datasets is torchvision's mirror, cvdf-datasets
+#: TensorFlow's; yann.lecun.com is the original page (often refuses downloads now).
+MNIST_MIRRORS: tuple[str, ...] = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+FASHION_MNIST_MIRRORS: tuple[str, ...] = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+)
+
+#: (images, labels) per split. Sizes and SHA-256 as recorded by TensorFlow Datasets'
+#: url_checksums; MD5 as published by torchvision / the dataset pages. The t10k
+#: digests were also checked against a copy of the official files.
+MNIST_FILES: dict[str, tuple[FileSpec, FileSpec]] = {
+    "train": (
+        FileSpec(
+            "train-images-idx3-ubyte.gz",
+            9912422,
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        ),
+        FileSpec(
+            "train-labels-idx1-ubyte.gz",
+            28881,
+            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+        ),
+    ),
+    "test": (
+        FileSpec(
+            "t10k-images-idx3-ubyte.gz",
+            1648877,
+            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "9fb629c4189551a2d022fa330f9573f3",
+        ),
+        FileSpec(
+            "t10k-labels-idx1-ubyte.gz",
+            4542,
+            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        ),
+    ),
+}
+FASHION_MNIST_FILES: dict[str, tuple[FileSpec, FileSpec]] = {
+    "train": (
+        FileSpec(
+            "train-images-idx3-ubyte.gz",
+            26421880,
+            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        ),
+        FileSpec(
+            "train-labels-idx1-ubyte.gz",
+            29515,
+            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+            "25c81989df183df01b3e8a0aad5dffbe",
+        ),
+    ),
+    "test": (
+        FileSpec(
+            "t10k-images-idx3-ubyte.gz",
+            4422102,
+            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+            "bef4ecab320f06d8554ea6380940ec79",
+        ),
+        FileSpec(
+            "t10k-labels-idx1-ubyte.gz",
+            5148,
+            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            "bb300cfdad3c16e7a12a480ee83cd310",
+        ),
+    ),
+}
+#: Names of the 5,000-image training subset (500 per class, sorted by class) that
+#: :func:`mnist_train_or_subset` falls back to. Not official files: not verified.
+MNIST_SUBSET_FILES: tuple[str, str] = (
+    "train5k-images-idx3-ubyte.gz",
+    "train5k-labels-idx1-ubyte.gz",
+)
+
+_MNIST_CLASSES = tuple(str(d) for d in range(10))
+_FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+_UNOFFICIAL_HINT = (
+    " For MNIST-format files that are not the official ones (subsets, your own data), "
+    "use fnet.datasets.load_mnist_format(images_path, labels_path), which skips the "
+    "checksum."
+)
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+
+def _read_pair(
+    images_path: pathlib.Path,
+    labels_path: pathlib.Path,
+    *,
+    n_classes: int,
+    image_shape: tuple[int, ...] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read and cross-check an images/labels pair of IDX files."""
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise DataError(
+            f"{images_path}: expected MNIST-format images, a 3-D uint8 IDX array "
+            f"(N, rows, cols), got {images.ndim}-D {images.dtype} of shape {images.shape}. "
+            "Check that this is an images file (…-images-idx3-ubyte) and not a labels file."
+        )
+    if image_shape is not None and images.shape[1:] != tuple(image_shape):
+        raise DataError(
+            f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected "
+            f"{'x'.join(map(str, image_shape))}. Pass image_shape=None to accept any size."
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise DataError(
+            f"{labels_path}: expected MNIST-format labels, a 1-D uint8 IDX array (N,), got "
+            f"{labels.ndim}-D {labels.dtype} of shape {labels.shape}. Check that this is a "
+            "labels file (…-labels-idx1-ubyte) and not an images file."
+        )
+    if len(images) != len(labels):
+        raise DataError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds "
+            f"{len(labels)} labels. The two files must come from the same split and the same "
+            "subset; replace the one that does not belong."
+        )
+    try:
+        labels = check_labels(labels, n_classes, name=f"labels in {labels_path}")
+    except LabelError as e:
+        raise DataError(f"{labels_path}: {e}") from e
+    return images, labels
+
+
+def _official(
+    name: str,
+    table: dict[str, tuple[FileSpec, FileSpec]],
+    mirrors: Sequence[str],
+    class_names: tuple[str, ...],
+    split: str,
+    data_dir: PathLike | None,
+    download: bool,
+) -> Dataset:
+    _check_split(split)
+    specs = table[split]
+    images_path, labels_path = ensure_files(
+        name,
+        specs,
+        data_dir=data_dir,
+        download=download,
+        mirrors=mirrors,
+        timeout=DEFAULT_TIMEOUT,
+        fix=_UNOFFICIAL_HINT,
+    )
+    images, labels = _read_pair(images_path, labels_path, n_classes=10, image_shape=(28, 28))
+    info = {
+        "name": name,
+        "split": split,
+        "n_classes": 10,
+        "class_names": class_names,
+        "files": [str(images_path), str(labels_path)],
+        "verified": True,
+        "subset": False,
+    }
+    return Dataset(images, labels, info)
+
+
+def mnist(
+    split: str = "train",
+    data_dir: PathLike | None = None,
+    download: bool = True,
+    *,
+    mirrors: Sequence[str] = MNIST_MIRRORS,
+) -> Dataset:
+    """The official MNIST digits, verified against their published SHA-256.
+
+    Files are looked for in ``ROOT/mnist/`` then ``ROOT/``, where ``ROOT`` is
+    ``data_dir``, else ``$FNET_DATA_DIR``, else ``~/.cache/fnet`` (see
+    :func:`fnet.datasets.resolve_data_dir`); missing files are downloaded into
+    ``ROOT/mnist/`` when ``download`` is true.
+
+    Args:
+      split: ``"train"`` (60,000 examples) or ``"test"`` (10,000).
+      data_dir: root data folder (see above).
+      download: fetch missing files from ``mirrors`` (in order).
+      mirrors: base URLs of the files.
+
+    Returns:
+      ``Dataset(inputs, labels, info)``: inputs ``(N, 28, 28)`` ``uint8``, labels
+      ``(N,)`` ``int32`` in ``[0, 10)``, ``info["verified"] = True``.
+
+    Raises:
+      DataError: a file is present but corrupt or not the official one.
+      DownloadError: files missing and not downloadable; says where to put them.
+    """
+    return _official("mnist", MNIST_FILES, mirrors, _MNIST_CLASSES, split, data_dir, download)
+
+
+def fashion_mnist(
+    split: str = "train",
+    data_dir: PathLike | None = None,
+    download: bool = True,
+    *,
+    mirrors: Sequence[str] = FASHION_MNIST_MIRRORS,
+) -> Dataset:
+    """Zalando's Fashion-MNIST, verified against its published SHA-256.
+
+    Same file names and format as MNIST, so its files live only in
+    ``ROOT/fashion_mnist/`` (never directly in ``ROOT``); see :func:`mnist` for ``ROOT``.
+
+    Args:
+      split: ``"train"`` (60,000 examples) or ``"test"`` (10,000).
+      data_dir: root data folder.
+      download: fetch missing files from ``mirrors`` (in order).
+      mirrors: base URLs of the files.
+
+    Returns:
+      ``Dataset``: inputs ``(N, 28, 28)`` ``uint8``, labels ``(N,)`` ``int32`` in
+      ``[0, 10)``; ``info["class_names"]`` gives the clothing names.
+
+    Raises:
+      DataError: a file is present but corrupt or not the official one.
+      DownloadError: files missing and not downloadable; says where to put them.
+    """
+    return _official(
+        "fashion_mnist", FASHION_MNIST_FILES, mirrors, _FASHION_CLASSES, split, data_dir, download
+    )
+
+
+def load_mnist_format(
+    images_path: PathLike,
+    labels_path: PathLike,
+    *,
+    n_classes: int = 10,
+    image_shape: tuple[int, int] | None = (28, 28),
+    name: str = "mnist-format",
+    split: str = "unknown",
+) -> Dataset:
+    """Load an images/labels pair of MNIST-format IDX files WITHOUT checksum verification.
+
+    This is the explicit opt-in for files that are not the official ones: subsets,
+    re-compressed or uncompressed copies, your own data. The files are still fully
+    checked by fnet's IDX reader (magic number, type code, dimensions, byte count),
+    and the label count and range are checked too.
+
+    Args:
+      images_path: IDX file (gzipped or not) of ``uint8`` images ``(N, rows, cols)``.
+      labels_path: IDX file of ``uint8`` labels ``(N,)``.
+      n_classes: labels must lie in ``[0, n_classes)``.
+      image_shape: required ``(rows, cols)``; ``None`` accepts any.
+      name: stored in ``info["name"]``.
+      split: stored in ``info["split"]``.
+
+    Returns:
+      ``Dataset``: inputs ``(N, rows, cols)`` ``uint8``, labels ``(N,)`` ``int32``,
+      ``info["verified"] = False``, ``info["subset"] = True``.
+
+    Raises:
+      DataError: a file is unreadable or malformed, the counts differ, or a label is out
+        of range; the message names the file.
+    """
+    images_path, labels_path = pathlib.Path(images_path), pathlib.Path(labels_path)
+    images, labels = _read_pair(
+        images_path, labels_path, n_classes=n_classes, image_shape=image_shape
+    )
+    info = {
+        "name": name,
+        "split": split,
+        "n_classes": n_classes,
+        "class_names": tuple(str(c) for c in range(n_classes)),
+        "files": [str(images_path), str(labels_path)],
+        "verified": False,
+        "subset": True,
+    }
+    return Dataset(images, labels, info)
+
+
+def mnist_train_or_subset(data_dir: PathLike | None = None, download: bool = False) -> Dataset:
+    """MNIST training data: the official 60,000 if available, else the 5,000-image subset.
+
+    Order: (1) the official ``train-*`` files in ``ROOT/mnist/`` or ``ROOT/`` (verified);
+    (2) with ``download=True``, a download of them; (3) ``train5k-images-idx3-ubyte.gz``
+    and ``train5k-labels-idx1-ubyte.gz`` in the same folders (unverified, 500 images per
+    class, SORTED BY CLASS: shuffle before use); else a DownloadError. Falling back to
+    the subset after a failed download emits a ``UserWarning``.
+
+    Returns:
+      ``Dataset``: inputs ``(N, 28, 28)`` ``uint8``, labels ``(N,)`` ``int32``;
+      ``info["subset"]`` tells which one you got (``N`` is 60,000 or 5,000).
+
+    Raises:
+      DataError: a file present is corrupt.
+      DownloadError: neither the official files nor the subset are available.
+    """
+    dirs = candidate_dirs("mnist", data_dir)
+    specs = MNIST_FILES["train"]
+    have_official = all(any((d / s.name).is_file() for d in dirs) for s in specs)
+    subset_dir = next((d for d in dirs if all((d / n).is_file() for n in MNIST_SUBSET_FILES)), None)
+    if have_official or (download and subset_dir is None):
+        return mnist("train", data_dir, download)
+    if download:
+        try:
+            return mnist("train", data_dir, download=True)
+        except DownloadError as e:
+            warnings.warn(
+                f"could not download the official MNIST training set; using the 5,000-image "
+                f"subset in {subset_dir} instead. ({str(e).splitlines()[0]})",
+                stacklevel=2,
+            )
+    if subset_dir is None:
+        # Raises the DownloadError that lists the official file names.
+        try:
+            return mnist("train", data_dir, download=False)
+        except DownloadError as e:
+            raise DownloadError(
+                f"{e}\nAlternatively, put the subset files {MNIST_SUBSET_FILES[0]} and "
+                f"{MNIST_SUBSET_FILES[1]} there."
+            ) from None
+    ds = load_mnist_format(
+        subset_dir / MNIST_SUBSET_FILES[0],
+        subset_dir / MNIST_SUBSET_FILES[1],
+        name="mnist",
+        split="train",
+    )
+    ds.info["class_names"] = _MNIST_CLASSES
+    return ds
