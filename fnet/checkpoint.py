@@ -206,9 +206,13 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _host_tag() -> str:
+    """This host's name as it appears in temporary directory names."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
+
+
 def _tmp_name(what: str) -> str:
-    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
-    return f"{_TMP_PREFIX}{what}-{host}-{os.getpid()}-{secrets.token_hex(8)}"
+    return f"{_TMP_PREFIX}{what}-{_host_tag()}-{os.getpid()}-{secrets.token_hex(8)}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -229,7 +233,7 @@ def _remove_stale_tmp_dirs(ckpt_dir: Path) -> None:
     Directories of live processes (a concurrent save) and of other hosts (whose pids cannot
     be checked from here) are left alone.
     """
-    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
+    host = _host_tag()
     for entry in ckpt_dir.iterdir():
         m = _TMP_RE.match(entry.name)
         if not m or not entry.is_dir() or m.group("host") != host:
