@@ -40,17 +40,16 @@ def _name_children(layers: tuple, combinator: str) -> tuple[NamedChild, ...]:
     counts: Counter[str] = Counter()
     named: list[NamedChild] = []
     for item in layers:
-        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
-            name, model = item
-        else:
-            model = item
-            name = f"{getattr(model, 'name', '?')}_{counts[getattr(model, 'name', '?')]}"
-            counts[model.name] += 1
+        explicit = isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+        name, model = item if explicit else (None, item)
         if not isinstance(model, (Model, StatefulModel)):
             raise TypeError(
                 f"{combinator}(): expected fnet models or (name, model) pairs, got "
                 f"{type(model).__name__}; did you forget to call the layer, e.g. Relu()?"
             )
+        if name is None:
+            name = f"{model.name}_{counts[model.name]}"
+            counts[model.name] += 1
         named.append((name, model))
     names = [n for n, _ in named]
     duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -173,6 +173,14 @@ def check_input(x: Any, layer: str, *, rank: int | None = None, last: int | None
         )
 
 
+def broadcast_features(v: Any, ndim: int) -> Any:
+    """Reshape a per-feature vector ``(C,)`` to ``(1, ..., 1, C)`` of rank ``ndim``.
+
+    fnet broadcasts explicitly, so it runs under ``jax_numpy_rank_promotion="raise"``.
+    """
+    return v.reshape((1,) * (ndim - 1) + v.shape)
+
+
 def require_params(params: Params, names: Sequence[str], layer: str) -> None:
     """Raise ``KeyError`` with a clear message if ``params`` lacks any of ``names``."""
     missing = [n for n in names if n not in params]

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from fnet import initializers
-from fnet.core import Model, as_shape, check_input, require_params
+from fnet.core import Model, as_shape, broadcast_features, check_input, require_params
 from fnet.errors import ShapeError
 
 __all__ = ["Conv2D"]
@@ -57,7 +57,7 @@ def Conv2D(
         y = lax.conv_general_dilated(
             x, params["w"], stride, pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
-        return y + params["b"]
+        return y + broadcast_features(params["b"], y.ndim)
 
     def init(key, input_shape):
         shape = as_shape(input_shape, desc, min_rank=4)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from fnet import initializers
-from fnet.core import Model, as_shape, check_input, require_params
+from fnet.core import Model, as_shape, broadcast_features, check_input, require_params
 
 __all__ = ["Dense", "append_ones", "fold_bias"]
 
@@ -43,7 +43,7 @@ def Dense(
         del key, train
         require_params(params, ("w", "b"), desc)
         check_input(x, desc, last=params["w"].shape[0])
-        return x @ params["w"] + params["b"]
+        return x @ params["w"] + broadcast_features(params["b"], x.ndim)
 
     return Model(init, apply, name)
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from fnet.core import Model, StatefulModel, as_shape, check_input, require_params
+from fnet.core import (
+    Model,
+    StatefulModel,
+    as_shape,
+    broadcast_features,
+    check_input,
+    require_params,
+)
 
 __all__ = ["BatchNorm", "LayerNorm"]
 
@@ -36,7 +43,9 @@ def LayerNorm(
         check_input(x, "LayerNorm", last=params["scale"].shape[0])
         mean = jnp.mean(x, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-        return (x - mean) * lax.rsqrt(var + eps) * params["scale"] + params["offset"]
+        scale = broadcast_features(params["scale"], x.ndim)
+        offset = broadcast_features(params["offset"], x.ndim)
+        return (x - mean) * lax.rsqrt(var + eps) * scale + offset
 
     return Model(init, apply, name)
 
@@ -93,7 +102,9 @@ def BatchNorm(
         else:
             mean, var, new_state = state["mean"], state["var"], state
         inv = lax.rsqrt(var.astype(x.dtype) + eps) * params["scale"]
-        y = (x - mean.astype(x.dtype)) * inv + params["offset"]
+        mean = broadcast_features(mean.astype(x.dtype), x.ndim)
+        inv = broadcast_features(inv, x.ndim)
+        y = (x - mean) * inv + broadcast_features(params["offset"], x.ndim)
         return y, new_state
 
     return StatefulModel(init, apply, name)

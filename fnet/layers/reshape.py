@@ -36,8 +36,8 @@ def Reshape(shape: Sequence[int], *, name: str = "reshape") -> Model:
     def check(in_shape):
         if math.prod(in_shape[1:]) != math.prod(target):
             raise ShapeError(
-                f"{desc} cannot reshape examples of shape {tuple(in_shape[1:])} "
-                f"({math.prod(in_shape[1:])} values) to {target} ({math.prod(target)} values)"
+                f"{desc} cannot reshape inputs of shape {tuple(in_shape)}: each example has "
+                f"{math.prod(in_shape[1:])} values, the target {target} needs {math.prod(target)}"
             )
 
     def init(key, input_shape):

@@ -1,0 +1,141 @@
+"""Every public layer, combinator and ready model passes the same checks.
+
+The registry lives in ``layer_registry.py``; ``test_every_public_layer_is_registered``
+fails when a layer is added to ``fnet.layers`` without an entry there.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from layer_registry import REGISTRY
+
+import fnet
+from fnet.core import as_stateful
+
+CASES = sorted(REGISTRY)
+
+
+def _init(name, key=None):
+    case = REGISTRY[name]
+    model = as_stateful(case.make())
+    key = jax.random.key(0) if key is None else key
+    out_shape, params, state = model.init(key, (-1, *case.input_shape[1:]))
+    x = jax.random.normal(jax.random.key(1), case.input_shape, jnp.float32)
+    return model, out_shape, params, state, x
+
+
+def _apply(model, params, state, x, *, train=False, key=None):
+    return model.apply(params, state, x, key=key, train=train)[0]
+
+
+def test_every_public_layer_is_registered():
+    public = {n for n in fnet.layers.__all__ if n[0].isupper()}
+    missing = sorted(public - set(REGISTRY))
+    assert not missing, f"layers missing from tests/layer_registry.py: {missing}"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_declared_output_shape_matches_apply(name):
+    model, out_shape, params, state, x = _init(name)
+    y = _apply(model, params, state, x)
+    assert out_shape[0] == -1
+    assert tuple(y.shape) == (x.shape[0], *out_shape[1:])
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_declared_output_shape_with_concrete_batch(name):
+    case = REGISTRY[name]
+    out_shape, *_ = as_stateful(case.make()).init(jax.random.key(0), case.input_shape)
+    assert out_shape[0] == case.input_shape[0]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_jit_equals_eager(name):
+    model, _, params, state, x = _init(name)
+    eager = _apply(model, params, state, x)
+    jitted = jax.jit(lambda p, s, x: _apply(model, p, s, x))(params, state, x)
+    chex.assert_trees_all_close(eager, jitted, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_vmap_over_single_examples_equals_batched(name):
+    model, _, params, state, x = _init(name)
+    batched = _apply(model, params, state, x)
+    one_by_one = jax.vmap(lambda xi: _apply(model, params, state, xi[None])[0])(x)
+    chex.assert_trees_all_close(batched, one_by_one, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_gradients_are_finite(name):
+    model, _, params, state, x = _init(name)
+
+    def loss(p, x):
+        return jnp.sum(jnp.sin(_apply(model, p, state, x, train=True, key=jax.random.key(2))))
+
+    g_params, g_x = jax.grad(loss, argnums=(0, 1))(params, x)
+    for leaf in jax.tree.leaves((g_params, g_x)):
+        assert bool(jnp.all(jnp.isfinite(leaf)))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_float32_in_float32_out(name):
+    model, _, params, state, x = _init(name)
+    for leaf in jax.tree.leaves(params):
+        assert leaf.dtype == jnp.float32
+    assert _apply(model, params, state, x).dtype == jnp.float32
+    assert _apply(model, params, state, x, train=True, key=jax.random.key(3)).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_same_key_same_result(name):
+    model, _, p1, s1, x = _init(name, jax.random.key(7))
+    _, _, p2, s2, _ = _init(name, jax.random.key(7))
+    chex.assert_trees_all_equal(p1, p2)
+    y1 = _apply(model, p1, s1, x, train=True, key=jax.random.key(4))
+    y2 = _apply(model, p2, s2, x, train=True, key=jax.random.key(4))
+    chex.assert_trees_all_equal(y1, y2)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_params_are_plain_nested_dicts_of_arrays(name):
+    _, _, params, state, _ = _init(name)
+
+    def check(tree):
+        assert isinstance(tree, dict)
+        for key, value in tree.items():
+            assert isinstance(key, str)
+            if isinstance(value, dict):
+                check(value)
+            else:
+                assert isinstance(value, jax.Array)
+
+    check(params)
+    check(state)
+
+
+# Layers without params accept any trailing shape; those with params, and Reshape, check it.
+SHAPE_CHECKED = [n for n in CASES if jax.tree.leaves(_init(n)[2]) or n == "Reshape"]
+
+
+@pytest.mark.parametrize("name", SHAPE_CHECKED)
+def test_wrong_input_shape_in_apply_raises_shape_error_naming_shapes(name):
+    model, _, params, state, x = _init(name)
+    bad = jnp.ones((*x.shape[:-1], x.shape[-1] + 1), x.dtype)
+    with pytest.raises(fnet.errors.ShapeError) as err:
+        _apply(model, params, state, bad)
+    message = str(err.value)
+    if fnet.core.as_stateful(REGISTRY[name].make()).children:
+        # Inside a combinator the error names the failing child and the shape it received.
+        assert message.startswith("layer '") and "got shape (" in message
+    else:
+        assert str(bad.shape) in message
+
+
+def test_registry_inputs_are_deterministic():
+    _, _, _, _, x1 = _init("Dense")
+    _, _, _, _, x2 = _init("Dense")
+    np.testing.assert_array_equal(x1, x2)
