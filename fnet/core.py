@@ -48,7 +48,7 @@ __all__ = [
 Params: TypeAlias = dict[str, Any]
 State: TypeAlias = dict[str, Any]
 Shape: TypeAlias = tuple[int, ...]
-InitFn: TypeAlias = Callable[..., tuple[Any, Params]]
+InitFn: TypeAlias = Callable[..., tuple[Any, ...]]
 ApplyFn: TypeAlias = Callable[..., Any]
 
 
