@@ -335,12 +335,21 @@ def save(
         raise CheckpointError(f"keep must be None or an int >= 1, got {keep!r}")
     ckpt_dir = Path(ckpt_dir)
     final = _step_dir(ckpt_dir, step)
-    writer = jax.process_index() == 0
-    if writer and final.exists() and not overwrite:
+    # Checked on every process (the directory is shared), so that all raise together
+    # instead of leaving the others waiting at the barrier below.
+    if final.exists() and not overwrite:
         raise CheckpointError(
             f"checkpoint {final} already exists; pass overwrite=True to replace it, or save "
             "under another step."
         )
+
+    try:  # fail before the (possibly slow) fetch and serialisation of the arrays
+        json.dumps(extra, allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"`extra` is not JSON-serialisable ({e}). Convert arrays and NumPy scalars with "
+            ".tolist() / float(), or save arrays in `tree` instead."
+        ) from e
 
     leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
     tensors: dict[str, np.ndarray] = {}
@@ -379,15 +388,8 @@ def save(
         },
         "extra": extra,
     }
-    try:
-        manifest_bytes = _dump_manifest(manifest)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(
-            f"`extra` is not JSON-serialisable ({e}). Convert arrays and NumPy scalars with "
-            ".tolist() / float(), or save arrays in `tree` instead."
-        ) from e
-
-    if writer:
+    manifest_bytes = _dump_manifest(manifest)
+    if jax.process_index() == 0:
         _write_atomically(ckpt_dir, final, data, manifest_bytes, overwrite=overwrite)
         if keep is not None:
             _prune(ckpt_dir, keep, protect=step)

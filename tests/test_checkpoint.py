@@ -341,7 +341,7 @@ def test_sigkill_during_saves_leaves_the_latest_checkpoint_restorable(tmp_path):
     rng = random.Random(1234)
     like = jax.eval_shape(lambda: expected_tree(0, n_floats))
     saw_tmp_dir = False
-    for _ in range(4):
+    for _ in range(5):
         proc = subprocess.Popen(
             [sys.executable, str(WRITER), str(tmp_path), str(n_floats), str(keep)],
             stdout=subprocess.PIPE,
@@ -368,3 +368,54 @@ def test_sigkill_during_saves_leaves_the_latest_checkpoint_restorable(tmp_path):
         assert extra == {"step": latest}
     assert checkpoint.latest_step(tmp_path) is not None
     print(f"a kill interrupted a save (temp dir left behind): {saw_tmp_dir}")
+
+
+_TOY_CONFIG = {"in": 3, "out": 2, "lr": 0.1}
+_TOY_OPTIMIZER = optax.sgd(_TOY_CONFIG["lr"], momentum=0.9)
+
+
+@jax.jit
+def _toy_train_step(state: dict) -> tuple[dict, jax.Array]:
+    """One SGD step of a linear model on fixed inputs plus key-dependent noise."""
+    x = jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float32).reshape(4, 3)
+    key, sub = jax.random.split(state["key"])
+    noise = jax.random.normal(sub, x.shape, x.dtype) * 0.1
+
+    def loss_fn(params):
+        return jnp.mean(jnp.square((x + noise) @ params["w"] + params["b"][None, :] - 1.0))
+
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+    updates, opt_state = _TOY_OPTIMIZER.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    return {"params": params, "opt_state": opt_state, "key": key}, loss
+
+
+def _train(ckpt_dir: Path | None, n_steps: int, *, stop_after: int | None = None) -> dict:
+    """A tiny training loop in the shape fnet.train will use: state = params, opt_state, key;
+    extra = history + config; save every 2 steps; resume from the latest checkpoint."""
+    params = {"w": jnp.full((3, 2), 0.5, jnp.float32), "b": jnp.zeros((2,), jnp.float32)}
+    state = {"params": params, "opt_state": _TOY_OPTIMIZER.init(params), "key": jax.random.key(3)}
+    step, history = 0, []
+    if ckpt_dir is not None and (last := checkpoint.latest_step(ckpt_dir)) is not None:
+        state, extra = checkpoint.restore(ckpt_dir, jax.eval_shape(lambda: state), step=last)
+        assert extra["config"] == _TOY_CONFIG
+        step, history = last, extra["history"]
+    while step < n_steps:
+        state, loss = _toy_train_step(state)
+        step += 1
+        history.append(float(loss))
+        if ckpt_dir is not None and step % 2 == 0:
+            extra = {"history": history, "config": _TOY_CONFIG}
+            checkpoint.save(ckpt_dir, step, state, extra=extra)
+        if step == stop_after:
+            break
+    return {"state": state, "history": history}
+
+
+def test_interrupted_and_resumed_loop_matches_an_uninterrupted_run_bit_for_bit(tmp_path):
+    reference = _train(None, 6)
+    _train(tmp_path, 6, stop_after=3)  # "killed" after step 3; the last checkpoint is step 2
+    assert checkpoint.latest_step(tmp_path) == 2
+    resumed = _train(tmp_path, 6)
+    _assert_bit_identical(resumed["state"], reference["state"])
+    assert resumed["history"] == reference["history"]
