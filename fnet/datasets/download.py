@@ -154,7 +154,7 @@ def _try_mirrors(
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         return None, [f"cannot create the folder {dest_dir} ({e})"]
-    reasons = []
+    reasons: list[str] = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + spec.name
         fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=dest_dir)

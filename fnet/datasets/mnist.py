@@ -317,7 +317,12 @@ def load_mnist_format(
     return Dataset(images, labels, info)
 
 
-def mnist_train_or_subset(data_dir: PathLike | None = None, download: bool = False) -> Dataset:
+def mnist_train_or_subset(
+    data_dir: PathLike | None = None,
+    download: bool = False,
+    *,
+    mirrors: Sequence[str] = MNIST_MIRRORS,
+) -> Dataset:
     """MNIST training data: the official 60,000 if available, else the 5,000-image subset.
 
     Order: (1) the official ``train-*`` files in ``ROOT/mnist/`` or ``ROOT/`` (verified);
@@ -325,6 +330,11 @@ def mnist_train_or_subset(data_dir: PathLike | None = None, download: bool = Fal
     and ``train5k-labels-idx1-ubyte.gz`` in the same folders (unverified, 500 images per
     class, SORTED BY CLASS: shuffle before use); else a DownloadError. Falling back to
     the subset after a failed download emits a ``UserWarning``.
+
+    Args:
+      data_dir: root data folder (see :func:`mnist`).
+      download: try to download the official files before falling back to the subset.
+      mirrors: base URLs for that download.
 
     Returns:
       ``Dataset``: inputs ``(N, 28, 28)`` ``uint8``, labels ``(N,)`` ``int32``;
@@ -339,10 +349,10 @@ def mnist_train_or_subset(data_dir: PathLike | None = None, download: bool = Fal
     have_official = all(any((d / s.name).is_file() for d in dirs) for s in specs)
     subset_dir = next((d for d in dirs if all((d / n).is_file() for n in MNIST_SUBSET_FILES)), None)
     if have_official or (download and subset_dir is None):
-        return mnist("train", data_dir, download)
+        return mnist("train", data_dir, download, mirrors=mirrors)
     if download:
         try:
-            return mnist("train", data_dir, download=True)
+            return mnist("train", data_dir, download=True, mirrors=mirrors)
         except DownloadError as e:
             warnings.warn(
                 f"could not download the official MNIST training set; using the 5,000-image "
@@ -352,7 +362,7 @@ def mnist_train_or_subset(data_dir: PathLike | None = None, download: bool = Fal
     if subset_dir is None:
         # Raises the DownloadError that lists the official file names.
         try:
-            return mnist("train", data_dir, download=False)
+            return mnist("train", data_dir, download=False, mirrors=mirrors)
         except DownloadError as e:
             raise DownloadError(
                 f"{e}\nAlternatively, put the subset files {MNIST_SUBSET_FILES[0]} and "

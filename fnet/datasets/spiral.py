@@ -50,14 +50,16 @@ def spiral(
     if noise_on not in ("angle", "coords"):
         raise ValueError(f"noise_on must be 'angle' or 'coords', got {noise_on!r}")
     n = n_per_class * n_classes
-    labels = jnp.repeat(jnp.arange(n_classes, dtype=jnp.int32), n_per_class)
-    t = jnp.tile(jnp.linspace(0.0, 1.0, n_per_class, dtype=jnp.float32), n_classes)
-    c = (labels + 1).astype(jnp.float32)
-    angle = jnp.float32(2 * np.pi / n_classes) * (2 * t + c - 1)
-    eps = jax.random.normal(key, (n, 2), dtype=jnp.float32) * jnp.float32(noise)
+    # One jax.random draw (the only step that needs JAX); the rest is exact float32
+    # NumPy, so a new size costs one small compilation rather than one per operation.
+    eps = np.asarray(jax.random.normal(key, (n, 2), dtype=jnp.float32)) * np.float32(noise)
+    labels = np.repeat(np.arange(n_classes, dtype=np.int32), n_per_class)
+    t = np.tile(np.linspace(0.0, 1.0, n_per_class, dtype=np.float32), n_classes)
+    # a = 2*pi/C * (2t + c - 1) with c = label + 1.
+    angle = np.float32(2 * np.pi / n_classes) * (2 * t + labels.astype(np.float32))
     if noise_on == "angle":
         angle = angle + eps[:, 0]
-    points = t[:, None] * jnp.stack([jnp.sin(angle), jnp.cos(angle)], axis=-1)
+    points = t[:, None] * np.stack([np.sin(angle), np.cos(angle)], axis=-1)
     if noise_on == "coords":
         points = points + eps
     info = {
@@ -70,6 +72,6 @@ def spiral(
         "subset": False,
         "noise": float(noise),
         "noise_on": noise_on,
-        "t": np.asarray(t),
+        "t": t,
     }
-    return Dataset(np.asarray(points, np.float32), np.asarray(labels, np.int32), info)
+    return Dataset(points.astype(np.float32), labels, info)
