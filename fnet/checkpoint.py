@@ -442,7 +442,10 @@ def _prune(ckpt_dir: Path, keep: int, *, protect: int) -> None:
     victims = [s for s in all_steps(ckpt_dir)[:-keep] if s != protect]
     for s in victims:
         trash = ckpt_dir / _tmp_name("delete")
-        os.rename(_step_dir(ckpt_dir, s), trash)  # atomic: the step vanishes as a whole
+        try:
+            os.rename(_step_dir(ckpt_dir, s), trash)  # atomic: the step vanishes as a whole
+        except FileNotFoundError:  # a concurrent save pruned it already
+            continue
         _fsync_dir(ckpt_dir)
         shutil.rmtree(trash, ignore_errors=True)
 
@@ -538,6 +541,9 @@ def read_manifest(ckpt_dir: str | os.PathLike[str], *, step: int | None = None) 
         raise _bad_manifest(path, "'leaves' is not a list")
     for i, e in enumerate(leaves):
         _validate_leaf_entry(path, i, e)
+    for field in ("path", "name"):
+        if len({e[field] for e in leaves}) != len(leaves):
+            raise _bad_manifest(path, f"two leaves have the same {field}")
     return manifest
 
 

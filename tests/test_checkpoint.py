@@ -40,12 +40,17 @@ def _params() -> dict:
 
 def _train_state(optimizer: optax.GradientTransformation) -> dict:
     """params + an optimizer state after two real updates + typed and legacy keys."""
-    params = _params()
-    opt_state = optimizer.init(params)
-    for _ in range(2):
-        grads = jax.tree.map(lambda p: jnp.full_like(p, 0.1), params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+
+    @jax.jit
+    def two_updates(params):
+        opt_state = optimizer.init(params)
+        for _ in range(2):
+            grads = jax.tree.map(lambda p: jnp.full_like(p, 0.1), params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+        return params, opt_state
+
+    params, opt_state = two_updates(_params())
     return {
         "params": params,
         "opt_state": opt_state,
@@ -341,7 +346,7 @@ def test_sigkill_during_saves_leaves_the_latest_checkpoint_restorable(tmp_path):
     rng = random.Random(1234)
     like = jax.eval_shape(lambda: expected_tree(0, n_floats))
     saw_tmp_dir = False
-    for _ in range(5):
+    for _ in range(4):
         proc = subprocess.Popen(
             [sys.executable, str(WRITER), str(tmp_path), str(n_floats), str(keep)],
             stdout=subprocess.PIPE,
