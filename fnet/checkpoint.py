@@ -279,13 +279,13 @@ def _leaf_to_numpy(path: str, leaf: Any) -> tuple[np.ndarray, dict[str, Any]]:
             }
             return arr, meta
         arr = _fetch(leaf)
-    except CheckpointError:
-        raise
     except Exception as e:  # tracers, deleted buffers, ...
         raise CheckpointError(
             f"cannot fetch leaf {path!r} to the host ({type(e).__name__}: {e}). "
             "Call save() outside jax.jit / jax.grad, on concrete arrays."
         ) from e
+    if arr.dtype.byteorder == ">":  # a byte-order change, not a cast: values are kept
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
     if arr.dtype.name not in _NAME_TO_DTYPE or arr.dtype != _NAME_TO_DTYPE[arr.dtype.name]:
         raise CheckpointError(
             f"cannot save leaf {path!r}: dtype {arr.dtype} is not supported by safetensors "
