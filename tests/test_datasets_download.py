@@ -197,3 +197,10 @@ def test_env_var_folder_is_used_by_the_loaders(tmp_path, monkeypatch, mnist_dir)
 def test_fashion_mnist_files_are_only_looked_for_in_their_own_folder(tmp_path):
     assert candidate_dirs("fashion_mnist", tmp_path) == [tmp_path / "fashion_mnist"]
     assert candidate_dirs("mnist", tmp_path) == [tmp_path / "mnist", tmp_path]
+
+
+def test_unwritable_data_folder_gives_download_error_that_says_what_to_set(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(DownloadError, match=r"cannot create the folder(.|\n)*FNET_DATA_DIR"):
+        mnist("test", data_dir=not_a_dir, mirrors=[UNREACHABLE])

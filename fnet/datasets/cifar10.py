@@ -175,6 +175,9 @@ def read_cifar10_archive(path: PathLike, split: str = "train") -> Dataset:
         "files": [str(path)],
         "verified": False,
         "subset": False,
+        "homepage": "https://www.cs.toronto.edu/~kriz/cifar.html",
+        "license": "no licence stated; cite Krizhevsky (2009), Learning Multiple Layers of "
+        "Features from Tiny Images",
     }
     return Dataset(np.concatenate(xs), np.concatenate(ys), info)
 
@@ -216,6 +219,8 @@ def cifar10(
         download=download,
         mirrors=mirrors,
         timeout=DEFAULT_TIMEOUT,
+        fix=" To read an archive you trust that is not the official one, use "
+        "fnet.datasets.read_cifar10_archive(path, split), which skips the checksum.",
     )
     ds = read_cifar10_archive(path, split)
     ds.info["verified"] = True

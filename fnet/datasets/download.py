@@ -157,7 +157,11 @@ def _try_mirrors(
     reasons: list[str] = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + spec.name
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=dest_dir)
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=dest_dir)
+        except OSError as e:
+            reasons.append(f"cannot write to the folder {dest_dir} ({e})")
+            break
         try:
             with os.fdopen(fd, "wb") as tmp:
                 size, sha256 = _fetch(url, tmp, timeout, spec)

@@ -174,6 +174,18 @@ def _read_pair(
     return images, labels
 
 
+_ABOUT = {
+    "mnist": {
+        "homepage": "http://yann.lecun.com/exdb/mnist/",
+        "license": "CC BY-SA 3.0 (Yann LeCun, Corinna Cortes, Christopher J.C. Burges)",
+    },
+    "fashion_mnist": {
+        "homepage": "https://github.com/zalandoresearch/fashion-mnist",
+        "license": "MIT (Zalando SE)",
+    },
+}
+
+
 def _official(
     name: str,
     table: dict[str, tuple[FileSpec, FileSpec]],
@@ -203,6 +215,7 @@ def _official(
         "files": [str(images_path), str(labels_path)],
         "verified": True,
         "subset": False,
+        **_ABOUT[name],
     }
     return Dataset(images, labels, info)
 
@@ -375,4 +388,5 @@ def mnist_train_or_subset(
         split="train",
     )
     ds.info["class_names"] = _MNIST_CLASSES
+    ds.info.update(_ABOUT["mnist"])
     return ds

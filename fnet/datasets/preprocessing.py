@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+#: NumPy in, NumPy out; JAX (or a tracer under jit) in, JAX out.
+ArrayT = TypeVar("ArrayT", np.ndarray, jax.Array)
 
 
 def _xp(x: Any):
@@ -39,7 +41,7 @@ def _xp(x: Any):
     return jnp if isinstance(x, jax.Array) else np
 
 
-def scale_pixels(x):
+def scale_pixels(x: ArrayT) -> ArrayT:
     """Map ``uint8`` pixels in ``[0, 255]`` to ``float32`` in ``[0, 1]`` (``x / 255``).
 
     Args:
@@ -60,7 +62,7 @@ class Standardizer(NamedTuple):
 
 
 def fit_standardizer(
-    train_x, axis: int | Sequence[int] | None = 0, *, eps: float = 1e-6
+    train_x: Any, axis: int | Sequence[int] | None = 0, *, eps: float = 1e-6
 ) -> Standardizer:
     """Mean and standard deviation of the TRAINING inputs, for :func:`standardize`.
 
@@ -90,7 +92,7 @@ def fit_standardizer(
     return Standardizer(mean.astype(np.float32), std.astype(np.float32))
 
 
-def standardize(x, mean, std):
+def standardize(x: ArrayT, mean: Any, std: Any) -> ArrayT:
     """``(x - mean) / std`` with statistics from :func:`fit_standardizer`.
 
     Args:
@@ -116,7 +118,7 @@ def standardize(x, mean, std):
     return (x - mean) / std
 
 
-def flatten(x):
+def flatten(x: ArrayT) -> ArrayT:
     """Reshape ``(N, d1, d2, ...)`` to ``(N, d1 * d2 * ...)``, keeping the dtype."""
     xp = _xp(x)
     x = xp.asarray(x)
@@ -125,7 +127,7 @@ def flatten(x):
     return x.reshape(x.shape[0], -1)
 
 
-def one_hot(labels, n_classes: int, dtype=np.float32):
+def one_hot(labels: ArrayT, n_classes: int, dtype: Any = np.float32) -> ArrayT:
     """One-hot encode integer labels.
 
     NumPy labels are checked eagerly (:func:`fnet.validation.check_labels`: an
@@ -147,7 +149,7 @@ def one_hot(labels, n_classes: int, dtype=np.float32):
     return (y[:, None] == np.arange(n_classes, dtype=np.int32)[None, :]).astype(dtype)
 
 
-def _n_examples(data) -> int:
+def _n_examples(data: Any) -> int:
     if isinstance(data, Dataset):
         return len(data.inputs)
     if isinstance(data, (tuple, list)):
@@ -163,7 +165,7 @@ def _n_examples(data) -> int:
     raise TypeError(f"expected an int, a Dataset or a tuple of arrays, got {type(data).__name__}")
 
 
-def _take(data, idx: np.ndarray, note: str):
+def _take(data: Any, idx: np.ndarray, note: str) -> Any:
     if isinstance(data, Dataset):
         n = len(data.inputs)
         # Per-example metadata (such as the spiral's "t") follows its examples.
@@ -193,7 +195,7 @@ def shuffle(data: T, *, key: jax.Array) -> T:
     return _take(data, _permutation(key, _n_examples(data)), "shuffled")
 
 
-def train_val_split(data, val_fraction: float, *, key: jax.Array):
+def train_val_split(data: Any, val_fraction: float, *, key: jax.Array) -> tuple[Any, Any]:
     """Split into training and validation parts by a random permutation from ``key``.
 
     ``round(val_fraction * N)`` examples (at least 1, at most ``N - 1``) go to
