@@ -279,11 +279,11 @@ def _leaf_to_numpy(path: str, leaf: Any) -> tuple[np.ndarray, dict[str, Any]]:
             }
             return arr, meta
         arr = _fetch(leaf)
-    except Exception as e:  # tracers, deleted buffers, ...
+    except Exception as exc:  # tracers, deleted buffers, ...
         raise CheckpointError(
-            f"cannot fetch leaf {path!r} to the host ({type(e).__name__}: {e}). "
+            f"cannot fetch leaf {path!r} to the host ({type(exc).__name__}: {exc}). "
             "Call save() outside jax.jit / jax.grad, on concrete arrays."
-        ) from e
+        ) from exc
     if arr.dtype.byteorder == ">":  # a byte-order change, not a cast: values are kept
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     if arr.dtype.name not in _NAME_TO_DTYPE or arr.dtype != _NAME_TO_DTYPE[arr.dtype.name]:
@@ -345,11 +345,11 @@ def save(
 
     try:  # fail before the (possibly slow) fetch and serialisation of the arrays
         json.dumps(extra, allow_nan=True)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(
-            f"`extra` is not JSON-serialisable ({e}). Convert arrays and NumPy scalars with "
+            f"`extra` is not JSON-serialisable ({exc}). Convert arrays and NumPy scalars with "
             ".tolist() / float(), or save arrays in `tree` instead."
-        ) from e
+        ) from exc
 
     leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
     tensors: dict[str, np.ndarray] = {}
@@ -514,10 +514,10 @@ def read_manifest(ckpt_dir: str | os.PathLike[str], *, step: int | None = None) 
         )
     try:
         manifest = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _bad_manifest(path, f"not UTF-8 JSON ({e})") from e
-    except RecursionError as e:
-        raise _bad_manifest(path, "JSON nested too deeply") from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _bad_manifest(path, f"not UTF-8 JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise _bad_manifest(path, "JSON nested too deeply") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise _bad_manifest(path, f"'format' is not {FORMAT!r}")
     version = manifest.get("format_version")
@@ -637,8 +637,8 @@ def restore(
     arrays_path = step_dir / ARRAYS_FILE
     try:
         data = arrays_path.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"cannot read {arrays_path}: {e}") from e
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {arrays_path}: {exc}") from exc
     if len(data) != manifest["arrays_bytes"]:
         raise CheckpointError(
             f"{arrays_path} is truncated or corrupt: {len(data)} bytes, the manifest says "
@@ -651,8 +651,8 @@ def restore(
         )
     try:
         header = safetensors.deserialize(data)
-    except Exception as e:  # SafetensorError derives from Exception only
-        raise CheckpointError(f"{arrays_path} is not a valid safetensors file: {e}") from e
+    except Exception as exc:  # SafetensorError derives from Exception only
+        raise CheckpointError(f"{arrays_path} is not a valid safetensors file: {exc}") from exc
     del data
 
     by_name = {e["name"]: e for e in entries}
@@ -682,7 +682,7 @@ def restore(
         arr = raw[e["name"]]
         if "key_impl" in e:
             try:
-                key = jax.random.wrap_key_data(arr, impl=e["key_impl"])
+                key = jax.random.wrap_key_data(jax.numpy.asarray(arr), impl=e["key_impl"])
             except Exception as err:
                 raise CheckpointError(
                     f"{arrays_path}: cannot rebuild PRNG key {path!r} with impl "
