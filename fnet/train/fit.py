@@ -1,0 +1,225 @@
+"""``fit``: train for a number of epochs, each epoch one compiled XLA computation."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple, TextIO
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fnet.train.epoch import REMAINDERS, Remainder, batch_plan, evaluate_objective, run_epoch
+from fnet.train.hooks import Hook
+from fnet.train.objective import Objective
+from fnet.train.progress import ProgressBar, progress_enabled
+from fnet.train.step import TrainState
+from fnet.train.validate import check_batch_size, check_xy
+
+__all__ = ["FitResult", "fit"]
+
+
+class FitResult(NamedTuple):
+    """What :func:`fit` returns: ``params, state, opt_state, history = fit(...)``.
+
+    ``history`` is a dict of per-epoch lists (one entry per epoch, in order):
+
+    - ``epoch`` (1-based), ``steps`` (cumulative optimizer steps), ``examples_seen``
+      (cumulative examples trained on);
+    - ``train_<metric>`` for every metric of the objective plus ``train_objective``:
+      the example-weighted mean over the epoch's steps (a running average while the
+      params change, not the value at the end of the epoch), e.g. ``train_loss``,
+      ``train_accuracy``;
+    - ``val_<metric>`` (with ``validation``): metrics on the validation set after the
+      epoch, ``train=False``;
+    - ``epoch_time``: seconds of the training epoch alone (compiled call until done);
+    - ``wall_time``: cumulative seconds since the first epoch began, validation and hooks
+      included, compilation excluded;
+
+    and one scalar, ``compile_time``: seconds spent tracing and compiling before the first
+    epoch (near 0 when a previous ``fit`` call compiled the same computation).
+    """
+
+    params: Any
+    state: Any
+    opt_state: Any
+    history: dict[str, Any]
+
+
+def _copy_tree(tree: Any) -> Any:
+    """Fresh device buffers for every leaf, so donation never deletes the caller's arrays."""
+    return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
+
+
+def _takes_train(objective: Objective) -> bool:
+    try:
+        params = inspect.signature(objective).parameters
+    except (TypeError, ValueError):  # builtins or C callables: assume it does
+        return True
+    return "train" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _check_args(epochs: Any, remainder: Any, key: Any) -> None:
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
+    if remainder not in REMAINDERS:
+        raise ValueError(f"fit: remainder must be one of {REMAINDERS}, got {remainder!r}")
+    if not isinstance(key, jax.Array):
+        raise TypeError(
+            f"fit: key must be a JAX PRNG key such as jax.random.key(0), got {type(key).__name__}"
+        )
+
+
+def _postfix(train: dict[str, float], val: dict[str, float]) -> dict[str, float]:
+    shown: dict[str, float] = {}
+    for prefix, metrics in (("", train), ("val_", val)):
+        if "loss" in metrics:
+            shown[f"{prefix}loss"] = metrics["loss"]
+        elif "objective" in metrics:
+            shown[f"{prefix}loss"] = metrics["objective"]
+        if "accuracy" in metrics:
+            shown[f"{prefix}acc"] = metrics["accuracy"]
+    return shown
+
+
+def fit(
+    objective: Objective,
+    params: Any,
+    optimizer: optax.GradientTransformation,
+    x: Any,
+    y: Any,
+    *,
+    key: jax.Array,
+    epochs: int,
+    batch_size: int,
+    state: Any = None,
+    opt_state: Any = None,
+    remainder: Remainder = "keep",
+    validation: tuple[Any, Any] | None = None,
+    eval_batch_size: int = 1000,
+    progress: bool | TextIO = True,
+    on_epoch_end: Hook | Sequence[Hook] | None = None,
+) -> FitResult:
+    """Minimise ``objective`` with ``optimizer`` for ``epochs`` epochs of mini-batches.
+
+    Each epoch is ONE compiled call (:func:`~fnet.train.epoch.run_epoch`): an on-device
+    permutation of the ``N`` examples (from ``fold_in(key, epoch)``), split into batches
+    of ``batch_size`` and a ``lax.scan`` of the train step; the train state's buffers are
+    donated, the data are put on the device once per ``fit``, and nothing runs on the
+    host between steps. ``batch_size=1`` is SGD, ``batch_size=N`` full-batch descent;
+    both go through the same code. Tracing and compiling happen once, before the first
+    epoch; a later ``fit`` with the same ``objective`` and ``optimizer`` objects, batch
+    size, remainder and data shapes reuses the compiled code.
+
+    The same ``key`` gives bit-identical results on the same device and backend (CPU).
+
+    Args:
+      objective: ``objective(params, state, x, y, key) -> (loss, (new_state, metrics))``,
+        e.g. ``supervised(model, softmax_cross_entropy)``.
+      params: initial params (not modified; ``fit`` copies them).
+      optimizer: an optax ``GradientTransformation`` (``optax.sgd(0.1)``,
+        ``optax.sgd(0.01, momentum=0.9)``, ``optax.adam(1e-3)``, ...).
+      x: ``(N, ...)`` inputs. y: ``(N, ...)`` targets (e.g. ``(N,)`` int class ids).
+      key: a JAX PRNG key: shuffling and per-step dropout keys derive from it.
+      epochs: number of passes over the data (0 returns the inputs unchanged).
+      batch_size: ``B``, with ``1 <= B <= N``.
+      state: the model's state for a ``StatefulModel`` (``None`` -> ``{}``).
+      opt_state: optimizer state to continue from (``None`` -> ``optimizer.init``).
+      remainder: what to do with the ``N % B`` examples left over by full batches.
+        ``"keep"`` (default): they form one smaller last batch, its own optimizer step
+        with the mean gradient over that batch (compiled into the same epoch
+        computation), so an epoch is every example exactly once. ``"drop"``: every epoch
+        skips them (a different random subset each epoch) and has ``N // B`` equal
+        steps.
+      validation: optional ``(x_val, y_val)``; after each epoch the objective's metrics
+        are computed on it with ``train=False`` (the objective must accept ``train=``).
+      eval_batch_size: batch size for the validation pass (clipped to its size).
+      progress: ``True``: a tqdm bar updated once per epoch with loss/accuracy, shown only
+        on a terminal or in Jupyter; ``False``: none; a file object: always, there.
+      on_epoch_end: a hook or list of hooks ``hook(epoch, params, state)`` called after
+        each epoch (1-based ``epoch``); wrap with :func:`fnet.train.every` for every k
+        epochs. The arrays are valid until the next epoch starts (their buffers are then
+        donated): copy what you keep, e.g. ``jax.device_get(params)``. Return values are
+        ignored.
+
+    Returns:
+      :class:`FitResult` ``(params, state, opt_state, history)``.
+
+    Raises:
+      ShapeError: ``x``/``y`` (or the validation pair) differ in length or lack a batch
+        axis; the loss's ShapeError/LabelError for targets of the wrong rank or dtype
+        (raised while tracing, before compiling).
+      ValueError: ``batch_size`` not in ``[1, N]``, bad ``epochs`` or ``remainder``.
+    """
+    n = check_xy(x, y, "fit")
+    batch_size = check_batch_size(batch_size, n, "fit")
+    _check_args(epochs, remainder, key)
+    if validation is not None:
+        if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+            raise TypeError("fit: validation must be a pair (x_val, y_val)")
+        n_val = check_xy(*validation, "fit", what="x_val, y_val")
+        check_batch_size(eval_batch_size, None, "fit(eval_batch_size)")
+        if not _takes_train(objective):
+            raise TypeError(
+                "fit: validation needs an objective that accepts the keyword `train` "
+                "(objective(params, state, x, y, key, *, train=True)); `supervised` does"
+            )
+    if on_epoch_end is None:
+        hooks: list[Hook] = []
+    elif callable(on_epoch_end):
+        hooks = [on_epoch_end]
+    else:
+        hooks = list(on_epoch_end)
+    plan = batch_plan(n, batch_size, remainder)
+    history: dict[str, Any] = {
+        "epoch": [], "steps": [], "examples_seen": [], "epoch_time": [], "wall_time": [],
+        "compile_time": 0.0,
+    }  # fmt: skip
+    ts = TrainState.create(params, optimizer, state=state, opt_state=opt_state)
+    if epochs == 0:
+        return FitResult(ts.params, ts.state, ts.opt_state, history)
+
+    ts = _copy_tree(ts)
+    x, y = jax.device_put(x), jax.device_put(y)
+    static = dict(objective=objective, optimizer=optimizer, batch_size=batch_size,
+                  remainder=remainder)  # fmt: skip
+    t0 = time.perf_counter()
+    run_epoch.lower(ts, x, y, key, np.int32(0), **static).compile()
+    if validation is not None:
+        x_val, y_val = jax.device_put(validation[0]), jax.device_put(validation[1])
+        val_static = dict(objective=objective, batch_size=min(eval_batch_size, n_val))
+        evaluate_objective.lower(ts.params, ts.state, x_val, y_val, **val_static).compile()
+    history["compile_time"] = time.perf_counter() - t0
+
+    weights = np.asarray(plan.weights(), np.float64)
+    start = time.perf_counter()
+    with ProgressBar(epochs, progress_enabled(progress)) as bar:
+        for epoch in range(epochs):
+            t = time.perf_counter()
+            ts, step_metrics = run_epoch(ts, x, y, key, np.int32(epoch), **static)
+            step_metrics = jax.device_get(jax.block_until_ready(step_metrics))
+            jax.block_until_ready(ts)
+            history["epoch_time"].append(time.perf_counter() - t)
+            train = {
+                k: float(np.dot(np.asarray(v, np.float64), weights) / weights.sum())
+                for k, v in step_metrics.items()
+            }
+            val: dict[str, float] = {}
+            if validation is not None:
+                val_metrics = evaluate_objective(ts.params, ts.state, x_val, y_val, **val_static)
+                val = {k: float(v) for k, v in jax.device_get(val_metrics).items()}
+            for k, v in train.items():
+                history.setdefault(f"train_{k}", []).append(v)
+            for k, v in val.items():
+                history.setdefault(f"val_{k}", []).append(v)
+            history["epoch"].append(epoch + 1)
+            history["steps"].append((epoch + 1) * plan.n_steps)
+            history["examples_seen"].append((epoch + 1) * plan.examples)
+            for hook in hooks:
+                hook(epoch + 1, ts.params, ts.state)
+            history["wall_time"].append(time.perf_counter() - start)
+            bar.update(_postfix(train, val))
+    return FitResult(ts.params, ts.state, ts.opt_state, history)

@@ -1,0 +1,113 @@
+"""Objectives: the function ``fit`` minimises, built from a model and a loss.
+
+An :data:`Objective` is any pure function::
+
+    loss, (new_state, metrics) = objective(params, state, x, y, key, *, train=True)
+
+``loss`` is the scalar that is differentiated with respect to ``params``; ``new_state`` is
+the model's updated non-trainable state (``{}`` for stateless models); ``metrics`` is a
+dict of scalar arrays that ``fit`` averages over each epoch (e.g. ``{"loss": ...,
+"accuracy": ...}``). The ``train`` keyword is optional for objectives used only for
+training; validation inside ``fit`` calls ``objective(..., key=None, train=False)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeAlias
+
+import jax
+import jax.numpy as jnp
+
+from fnet.core import AnyModel, as_stateful, is_stateful
+from fnet.metrics import accuracy
+
+__all__ = ["Metrics", "Objective", "correct_predictions", "supervised"]
+
+Metrics: TypeAlias = dict[str, jax.Array]
+
+
+class Objective(Protocol):
+    """``objective(params, state, x, y, key, *, train=True) -> (loss, (new_state, metrics))``.
+
+    ``x``/``y`` are one batch (leading axis ``B``); ``loss`` a scalar; ``metrics`` a dict
+    of scalar arrays. ``key`` is a PRNG key (``None`` when ``train=False``).
+    """
+
+    def __call__(
+        self, params: Any, state: Any, x: jax.Array, y: jax.Array, key: Any, *, train: bool = ...
+    ) -> tuple[jax.Array, tuple[Any, Metrics]]: ...
+
+
+def correct_predictions(scores: jax.Array, labels: jax.Array) -> jax.Array | None:
+    """Which predictions are right, or ``None`` when ``labels`` are not class labels.
+
+    Args:
+      scores: ``(N, C)`` class scores, or ``(N,)`` binary scores (predict ``sign``).
+      labels: integer class ids ``(N,)`` for ``(N, C)`` scores, or integer ``±1`` labels
+        ``(N,)`` for ``(N,)`` scores.
+
+    Returns:
+      ``(N,)`` bool, or ``None`` for any other combination (e.g. float regression
+      targets), so no accuracy is reported for them.
+    """
+    labels = jnp.asarray(labels)
+    if not jnp.issubdtype(labels.dtype, jnp.integer) or labels.shape != scores.shape[:1]:
+        return None
+    if scores.ndim == 2:
+        return jnp.argmax(scores, axis=-1) == labels
+    if scores.ndim == 1:
+        return (scores > 0) == (labels > 0)
+    return None
+
+
+def supervised(
+    model: AnyModel,
+    loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    *,
+    penalty: Callable[[Any], jax.Array] | None = None,
+) -> Objective:
+    """The supervised objective ``loss_fn(model(x), y) + penalty(params)``.
+
+    Runs ``as_stateful(model).apply(params, state, x, key=key, train=train)``, so plain
+    and stateful models (BatchNorm) work alike. A regularized objective needs no special
+    case: ``supervised(model, softmax_cross_entropy, penalty=lambda p: lam * l2(p))``.
+
+    Args:
+      model: an fnet ``Model`` or ``StatefulModel`` returning scores ``(B, ...)``.
+      loss_fn: ``loss_fn(scores, y) -> scalar``, the mean over the batch
+        (e.g. ``fnet.losses.softmax_cross_entropy``).
+      penalty: optional ``penalty(params) -> scalar`` added to the loss (include its
+        strength: ``lambda p: 1e-3 * l2(p)``).
+
+    Returns:
+      An :class:`Objective` whose metrics are ``"loss"`` (the data loss, without the
+      penalty), ``"accuracy"`` (float32; only for integer class labels ``(B,)`` with
+      ``(B, C)`` scores, or ``±1`` labels with ``(B,)`` scores) and ``"penalty"`` (when
+      given). ``fit`` adds ``"objective"`` (data loss + penalty).
+    """
+    stateful = as_stateful(model)
+    has_state = is_stateful(model)
+
+    def objective(params, state, x, y, key, *, train: bool = True):
+        if has_state and not jax.tree.leaves(state):
+            raise ValueError(
+                "supervised: this model has state (e.g. BatchNorm running statistics); pass "
+                "the state from `_, params, state = model.init(...)` (fit(..., state=state))"
+            )
+        scores, new_state = stateful.apply(params, state, x, key=key, train=train)
+        data_loss = loss_fn(scores, y)
+        metrics: Metrics = {"loss": data_loss}
+        right = correct_predictions(scores, y)
+        if right is not None:
+            metrics["accuracy"] = (
+                accuracy(scores, y) if scores.ndim == 2 else jnp.mean(right.astype(jnp.float32))
+            )
+        loss = data_loss
+        if penalty is not None:
+            pen = jnp.asarray(penalty(params))
+            metrics["penalty"] = pen
+            loss = loss + pen.astype(loss.dtype)
+        return loss, (new_state, metrics)
+
+    return objective
