@@ -4,7 +4,19 @@ Models are pairs of pure functions ``(init, apply)`` over plain nested dicts of 
 losses, regularizers and metrics are pure functions. See ``docs/design.md``.
 """
 
-from fnet import activations, checkpoint, errors, initializers, layers, models, validation
+from fnet import (
+    activations,
+    checkpoint,
+    errors,
+    gradcheck,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    regularizers,
+    validation,
+)
 from fnet.combinators import parallel, residual, serial
 from fnet.core import Model, StatefulModel, as_stateful, is_stateful, layer_key
 from fnet.layers import (

@@ -1,0 +1,512 @@
+"""Gradient checks: compare JAX's analytic derivatives with centred finite differences.
+
+"In practice: always use the analytic gradient, but check it against the numerical
+one." :func:`check_grad` checks ``jax.grad`` of a scalar function of any pytree (a whole
+model's params and a loss, or the inputs) in one call; :func:`check_jacobian` checks a
+vector-valued function's full Jacobian the slides' way: columns by finite differences of
+the forward pass, rows by the backward pass (VJPs) fed unit vectors.
+
+Method. Floating leaves of ``x`` are cast to float64 (other leaves are held fixed and not
+checked) and each checked coordinate ``i`` is perturbed by the slides' step
+``h_i = step_scale * max(|x_i|, 1)``:
+``numeric_i = [f(x + h_i e_i) - f(x - h_i e_i)] / [(x_i + h_i) - (x_i - h_i)]``
+(the denominator is the step actually taken after rounding). All perturbed evaluations
+run inside ONE ``jax.jit``: ``jax.lax.map`` over chunks of coordinates, ``jax.vmap``
+within a chunk, so thousands of coordinates cost one dispatch. ``f`` must therefore be
+traceable by ``jit`` and ``vmap`` (pure JAX, no Python branching on values) and must
+compute in float64 when given float64 (a check raises if its output is not float64).
+
+Error model, default step and floor. For a smooth ``f`` the centred difference has
+truncation error ``~ h^2 |f'''| / 6`` and rounding error ``~ eps S / h``, where
+``eps = 2.2e-16`` is float64's machine epsilon and ``S ~ max(|f(x)|, 1)`` the magnitude
+of the values whose rounding ``f(x + h) - f(x - h)`` exposes. The slides' step
+``h = sqrt(eps) * max(|x_i|, 1)`` (``SLIDES_STEP_SCALE`` ~ 1.5e-8) is the optimum for a
+ONE-sided difference; for the centred one it leaves a rounding error ``~ 1.5e-8 S``,
+far above 1e-6 relative for the many gradient components of a mean loss that are 100x
+or more smaller than the loss. The total error is smallest at ``h ~ eps^(1/3)``, so the
+default is ``step_scale = eps^(1/3) ~ 6.1e-6`` (the slides' formula with ``eps^(2/3)``
+in place of ``eps``): truncation ``~ 6e-12 |f'''|``, rounding ``~ 4e-11 S``.
+
+No step resolves a derivative much smaller than that noise, so the relative error has a
+scale-aware floor. Derivatives below ``floor_i = floor * max(|f(x)|, 1) / max(|x_i|, 1)``
+(``floor = 1e-3`` by default; the ``1 / max(|x_i|, 1)`` gives it the units of
+``df/dx_i``, like ``h_i``) count as "zero" and are compared absolutely: they pass iff
+``|a - n| <= rtol * floor_i``, i.e. ``1e-9 * max(|f|, 1)`` for unit-scale ``x``: ~25x the
+rounding noise, and far below the error of any real bug (a 2x or sign error in a
+component above ~1e-9 fails). Measured on tanh and ReLU MLPs (up to 3,290 params, mean
+cross-entropy + L2, batches of 16-100) the max error is ~3e-8 with these defaults against
+the 1e-6 tolerance; with ``floor=1e-8`` it reaches ~2e-5 (on components ~1e-6 of the
+loss), and with the slides' step ~1e-3. Non-smooth points (ReLU at 0, hinge kinks,
+``|x|`` at 0) within ``h_i`` of ``x`` legitimately fail: check away from them.
+
+Relative error of an analytic value ``a`` and a numeric value ``n``
+(:func:`relative_error`): ``|a - n| / max(|a|, |n|, floor_i)``: the usual relative error
+when either value is above the floor, the absolute error in units of ``floor_i`` when
+both are below it.
+
+Float64 must be enabled: ``jax.config.update("jax_enable_x64", True)`` at program start,
+or locally ``with jax.enable_x64(True): ...`` (JAX >= 0.8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jax.tree_util import keystr, tree_flatten_with_path, tree_unflatten
+
+from fnet.errors import ShapeError
+
+__all__ = [
+    "DEFAULT_STEP_SCALE",
+    "SLIDES_STEP_SCALE",
+    "GradCheckReport",
+    "LeafCheck",
+    "check_grad",
+    "check_jacobian",
+    "relative_error",
+]
+
+_EPS64 = float(np.finfo(np.float64).eps)
+DEFAULT_STEP_SCALE: float = _EPS64 ** (1.0 / 3.0)
+"""``eps^(1/3) ~ 6.06e-6``: the error-minimising scale for centred differences."""
+SLIDES_STEP_SCALE: float = _EPS64**0.5
+"""``sqrt(eps) ~ 1.49e-8``: the slides' literal step scale (dominated by rounding)."""
+_ELEMS_PER_CHUNK = 2**21  # perturbed copies of x per vmap chunk: B * size(x) <= this
+_MAX_BATCH = 64  # larger chunks run slower on CPU (cache) and compile no faster
+
+
+def relative_error(analytic, numeric, floor=0.0) -> np.ndarray:
+    """Entrywise ``|a - n| / max(|a|, |n|, floor)`` (and 0 where all three are 0).
+
+    Args:
+      analytic, numeric: arrays of the same shape.
+      floor: a non-negative scalar or array broadcastable to them. Where both values are
+        below it they count as "zero": the result is the absolute error measured in units
+        of ``floor``, so two such values pass a tolerance ``rtol`` iff
+        ``|a - n| <= rtol * floor``.
+
+    Returns:
+      ``np.ndarray`` of float64, the shape of the inputs; NaN where either input is NaN.
+    """
+    a = np.asarray(analytic, dtype=np.float64)
+    n = np.asarray(numeric, dtype=np.float64)
+    diff = np.abs(a - n)
+    denom = np.maximum(np.maximum(np.abs(a), np.abs(n)), np.asarray(floor, np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, diff / np.where(denom > 0, denom, 1.0), diff)
+
+
+class LeafCheck(NamedTuple):
+    """The result of checking one floating leaf of ``x``.
+
+    Attributes:
+      path: the leaf's ``/``-joined key path, e.g. ``"dense_0/w"`` (``"x"`` for a bare
+        array).
+      shape: the leaf's shape.
+      n_checked: how many derivative entries were compared for this leaf.
+      max_rel_error: the largest relative error among them (NaN if any value is NaN).
+      worst_index: where it occurs: an index into the leaf for :func:`check_grad`; for
+        :func:`check_jacobian` the output index followed by the index into the leaf.
+      analytic: the analytic derivative at ``worst_index``.
+      numeric: the finite-difference derivative at ``worst_index``.
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    n_checked: int
+    max_rel_error: float
+    worst_index: tuple[int, ...]
+    analytic: float
+    numeric: float
+
+
+@dataclasses.dataclass(frozen=True)
+class GradCheckReport:
+    """What :func:`check_grad` / :func:`check_jacobian` found. ``str(report)`` is a table.
+
+    Attributes:
+      leaves: ``{path: LeafCheck}`` for every floating leaf of ``x``, in pytree order.
+      max_rel_error: the largest relative error over all leaves.
+      n_checked: the number of derivative entries compared (coordinates for a gradient,
+        output x coordinate pairs for a Jacobian).
+      passed: ``max_rel_error <= rtol`` (False if any value is NaN).
+      rtol: the tolerance used.
+      floor: the floor coefficient used (see :func:`check_grad`).
+      step_scale: ``h_i = step_scale * max(|x_i|, 1)``.
+      kind: ``"gradient"`` or ``"jacobian"``.
+    """
+
+    leaves: Mapping[str, LeafCheck]
+    max_rel_error: float
+    n_checked: int
+    passed: bool
+    rtol: float
+    floor: float
+    step_scale: float
+    kind: str = "gradient"
+
+    @property
+    def errors(self) -> dict[str, float]:
+        """``{path: max relative error}`` per leaf."""
+        return {p: c.max_rel_error for p, c in self.leaves.items()}
+
+    @property
+    def failed(self) -> list[str]:
+        """Paths of the leaves whose max relative error exceeds ``rtol`` (or is NaN)."""
+        return [p for p, c in self.leaves.items() if not c.max_rel_error <= self.rtol]
+
+    def table(self) -> str:
+        """One line per leaf: path, shape, entries checked, max rel error, worst entry."""
+        head = ("leaf", "shape", "checked", "max rel err", "worst at", "analytic", "numeric")
+        rows = [
+            (
+                p + ("  <-- FAIL" if not c.max_rel_error <= self.rtol else ""),
+                str(c.shape),
+                str(c.n_checked),
+                f"{c.max_rel_error:.2e}",
+                str(c.worst_index),
+                f"{c.analytic:+.6e}",
+                f"{c.numeric:+.6e}",
+            )
+            for p, c in self.leaves.items()
+        ]
+        widths = [max(len(r[k]) for r in [head, *rows]) for k in range(len(head))]
+        return "\n".join(
+            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+            for r in [head, *rows]
+        )
+
+    def __str__(self) -> str:
+        verdict = "PASSED" if self.passed else f"FAILED ({', '.join(self.failed)})"
+        return (
+            f"{self.kind} check {verdict}: max relative error {self.max_rel_error:.2e} "
+            f"(tolerance {self.rtol:.0e}) over {self.n_checked} entries, "
+            f"step h_i = {self.step_scale:.2e} * max(|x_i|, 1)\n{self.table()}"
+        )
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _require_x64(fn: str) -> None:
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError(
+            f"fnet.gradcheck.{fn} compares derivatives in float64, but 64-bit types are "
+            "disabled in JAX. Enable them at program start with "
+            'jax.config.update("jax_enable_x64", True) (or JAX_ENABLE_X64=1 in the '
+            "environment), or around this call only: `with jax.enable_x64(True): ...`."
+        )
+
+
+class _Flat(NamedTuple):
+    theta: jax.Array  # (P,) float64: every floating leaf, raveled
+    rebuild: Callable[[jax.Array], Any]  # theta -> pytree like x (float leaves float64)
+    paths: list[str]
+    shapes: list[tuple[int, ...]]
+    offsets: list[int]  # start of each floating leaf in theta
+
+
+def _flatten(x: Any) -> _Flat:
+    flat, treedef = tree_flatten_with_path(x)
+    leaves = [jnp.asarray(v) for _, v in flat]
+    float_pos = [k for k, v in enumerate(leaves) if jnp.issubdtype(v.dtype, jnp.floating)]
+    if not float_pos:
+        raise TypeError("gradcheck: x has no floating-point leaves to differentiate.")
+    for k, v in enumerate(leaves):
+        if jnp.issubdtype(v.dtype, jnp.complexfloating):
+            name = keystr(flat[k][0], simple=True, separator="/") or "x"
+            raise TypeError(f"gradcheck: complex leaf '{name}' is not supported.")
+    floats = [leaves[k].astype(jnp.float64) for k in float_pos]
+    theta, unravel = ravel_pytree(floats)
+    if theta.size == 0:
+        raise ValueError("gradcheck: x's floating leaves are all empty; nothing to check.")
+    if theta.dtype != jnp.float64:  # pragma: no cover - guarded by _require_x64
+        raise RuntimeError("gradcheck: could not cast x to float64; enable jax_enable_x64.")
+
+    def rebuild(t: jax.Array) -> Any:
+        new = list(leaves)
+        for k, v in zip(float_pos, unravel(t), strict=True):
+            new[k] = v
+        return tree_unflatten(treedef, new)
+
+    paths = [keystr(flat[k][0], simple=True, separator="/") or "x" for k in float_pos]
+    sizes = [int(v.size) for v in floats]
+    offsets = [int(o) for o in np.cumsum([0, *sizes[:-1]])]
+    return _Flat(theta, rebuild, paths, [tuple(v.shape) for v in floats], offsets)
+
+
+def _coordinates(flat: _Flat, max_coords_per_leaf: int | None, key) -> list[np.ndarray]:
+    """Per leaf, the (sorted) local indices to check: all, or a random subset."""
+    if max_coords_per_leaf is not None and max_coords_per_leaf < 1:
+        raise ValueError(f"max_coords_per_leaf must be >= 1, got {max_coords_per_leaf}")
+    key = jax.random.key(0) if key is None else key
+    out = []
+    for k, shape in enumerate(flat.shapes):
+        n = int(np.prod(shape, dtype=np.int64))
+        if max_coords_per_leaf is None or n <= max_coords_per_leaf:
+            out.append(np.arange(n))
+        else:
+            pick = jax.random.choice(
+                jax.random.fold_in(key, k), n, (max_coords_per_leaf,), replace=False
+            )
+            out.append(np.sort(np.asarray(pick)))
+    return out
+
+
+def _default_batch(p: int, batch_size: int | None) -> int:
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        return batch_size
+    return max(1, min(_MAX_BATCH, _ELEMS_PER_CHUNK // max(p, 1)))
+
+
+def _chunked_map(fn: Callable[[jax.Array], Any], xs: jax.Array, batch_size: int) -> Any:
+    """``fn`` over the leading axis of ``xs``: ``jax.vmap`` within chunks of ``batch_size``,
+    ``jax.lax.map`` over the chunks. Traceable; the last chunk is padded with ``xs[0]``."""
+    n = xs.shape[0]
+    b = min(batch_size, n)
+    chunks = -(-n // b)
+    padded = jnp.concatenate([xs, jnp.repeat(xs[:1], chunks * b - n, axis=0)])
+    out = jax.lax.map(jax.vmap(fn), padded.reshape(chunks, b, *xs.shape[1:]))
+    return jax.tree.map(lambda o: o.reshape(chunks * b, *o.shape[2:])[:n], out)
+
+
+def _centred_differences(
+    g: Callable[[jax.Array], jax.Array],
+    theta: jax.Array,
+    idx: jax.Array,
+    step_scale: float,
+    batch_size: int,
+) -> jax.Array:
+    """Centred differences of ``g: (P,) -> (M,)`` along coordinates ``idx``: ``(K, M)``."""
+
+    def column(i: jax.Array) -> jax.Array:
+        xi = theta[i]
+        h = step_scale * jnp.maximum(jnp.abs(xi), 1.0)
+        xp, xm = xi + h, xi - h
+        return (g(theta.at[i].set(xp)) - g(theta.at[i].set(xm))) / (xp - xm)
+
+    return _chunked_map(column, idx, batch_size)
+
+
+def _floors(floor: float, values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``(M, K)`` absolute floors ``floor * max(|f_o(x)|, 1) / max(|x_i|, 1)``."""
+    return floor * np.maximum(np.abs(values), 1.0)[:, None] / np.maximum(np.abs(x), 1.0)[None, :]
+
+
+def _check_output(out: Any, fn: str) -> None:
+    for leaf in jax.tree.leaves(out):
+        if leaf.dtype != jnp.float64:
+            raise TypeError(
+                f"gradcheck.{fn}: f returned {leaf.dtype} for float64 inputs; the check "
+                "needs f to compute in float64 throughout (look for .astype(jnp.float32) "
+                "or float32 constants inside f)."
+            )
+
+
+def _report(
+    flat: _Flat,
+    local: list[np.ndarray],
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    out_shape: tuple[int, ...] | None,
+    *,
+    floors: np.ndarray,
+    rtol: float,
+    floor: float,
+    step_scale: float,
+    kind: str,
+) -> GradCheckReport:
+    """Build the report from ``(M, K)`` analytic, numeric and floor blocks (``M = 1`` for
+    a gradient)."""
+    leaves: dict[str, LeafCheck] = {}
+    start = 0
+    worst_all = 0.0
+    for path, shape, idx in zip(flat.paths, flat.shapes, local, strict=True):
+        stop = start + idx.size
+        a, n = analytic[:, start:stop], numeric[:, start:stop]
+        rel = relative_error(a, n, floors[:, start:stop])
+        flat_worst = int(np.argmax(np.where(np.isnan(rel), np.inf, rel)))
+        o, c = np.unravel_index(flat_worst, rel.shape)
+        where = tuple(int(v) for v in np.unravel_index(int(idx[c]), shape))
+        if out_shape is not None:
+            where = tuple(int(v) for v in np.unravel_index(int(o), out_shape)) + where
+        err = float(rel[o, c])
+        leaves[path] = LeafCheck(
+            path, shape, int(rel.size), err, where, float(a[o, c]), float(n[o, c])
+        )
+        worst_all = err if np.isnan(err) or np.isnan(worst_all) else max(worst_all, err)
+        start = stop
+    return GradCheckReport(
+        leaves=leaves,
+        max_rel_error=worst_all,
+        n_checked=int(sum(c.n_checked for c in leaves.values())),
+        passed=bool(worst_all <= rtol),
+        rtol=rtol,
+        floor=floor,
+        step_scale=step_scale,
+        kind=kind,
+    )
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def check_grad(
+    f: Callable[[Any], jax.Array],
+    x: Any,
+    *,
+    rtol: float = 1e-6,
+    step_scale: float = DEFAULT_STEP_SCALE,
+    floor: float = 1e-3,
+    max_coords_per_leaf: int | None = None,
+    key: jax.Array | None = None,
+    batch_size: int | None = None,
+) -> GradCheckReport:
+    """Check ``jax.grad(f)(x)`` against centred finite differences, leaf by leaf.
+
+    Example::
+
+        loss = lambda p: fnet.losses.softmax_cross_entropy(model.apply(p, xb), yb)
+        report = fnet.gradcheck.check_grad(loss, params)
+        assert report.passed, report
+
+    Args:
+      f: a scalar function of a pytree, traceable by ``jax.jit`` and ``jax.vmap``.
+      x: the point to check at: any pytree (e.g. a model's params). Floating leaves are
+        cast to float64 and checked; other leaves are passed through unchanged.
+      rtol: pass if the max relative error (see :func:`relative_error`) is ``<= rtol``.
+      step_scale: ``h_i = step_scale * max(|x_i|, 1)``; the default ``eps^(1/3)`` and
+        the error model are explained in the module docstring.
+      floor: relative floor: derivatives below
+        ``floor * max(|f(x)|, 1) / max(|x_i|, 1)`` count as zero and are compared
+        absolutely (see the module docstring); ``0`` gives the plain relative error.
+      max_coords_per_leaf: check at most this many coordinates of each leaf, a random
+        subset drawn with ``key`` (default: all coordinates).
+      key: PRNG key for the subset (default ``jax.random.key(0)``: reproducible).
+      batch_size: coordinates evaluated together in one ``vmap`` (default: 64, fewer
+        if ``batch_size * size(x)`` would exceed 2M elements).
+
+    Returns:
+      A :class:`GradCheckReport` (``.passed``, ``.max_rel_error``, ``.errors`` per path,
+      ``.failed``, ``.n_checked``; ``print(report)`` shows a table).
+
+    Raises:
+      RuntimeError: float64 is not enabled in JAX (the message says how to enable it).
+      ShapeError: ``f`` does not return a scalar.
+      TypeError: ``x`` has no floating leaves, or ``f`` does not return float64.
+    """
+    _require_x64("check_grad")
+    flat = _flatten(x)
+
+    def g(theta: jax.Array) -> jax.Array:
+        return f(flat.rebuild(theta))
+
+    out = jax.eval_shape(g, flat.theta)
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ShapeError(
+            f"gradcheck.check_grad: f must return a scalar, got {shape}. Reduce it "
+            "(e.g. reduction='mean'), or use check_jacobian for vector-valued functions."
+        )
+    _check_output(out, "check_grad")
+    local = _coordinates(flat, max_coords_per_leaf, key)
+    coords = np.concatenate([o + i for o, i in zip(flat.offsets, local, strict=True)])
+    b = _default_batch(flat.theta.shape[0], batch_size)
+
+    @jax.jit
+    def run(theta: jax.Array, idx: jax.Array) -> tuple[jax.Array, ...]:
+        value, grad = jax.value_and_grad(g)(theta)
+        numeric = _centred_differences(lambda t: g(t)[None], theta, idx, step_scale, b)
+        return value, grad[idx], numeric[:, 0]
+
+    value, analytic, numeric = map(np.asarray, run(flat.theta, jnp.asarray(coords)))
+    return _report(
+        flat,
+        local,
+        analytic[None, :],
+        numeric[None, :],
+        None,
+        floors=_floors(floor, np.asarray(value)[None], np.asarray(flat.theta)[coords]),
+        rtol=rtol,
+        floor=floor,
+        step_scale=step_scale,
+        kind="gradient",
+    )
+
+
+def check_jacobian(
+    f: Callable[[Any], Any],
+    x: Any,
+    *,
+    rtol: float = 1e-6,
+    step_scale: float = DEFAULT_STEP_SCALE,
+    floor: float = 1e-3,
+    max_coords_per_leaf: int | None = None,
+    key: jax.Array | None = None,
+    batch_size: int | None = None,
+) -> GradCheckReport:
+    """Check the Jacobian of a vector-valued ``f`` the slides' way, entry by entry.
+
+    Columns ``dF/dx_i`` come from centred finite differences of the forward pass; rows
+    ``dF_o/dx`` from the backward pass, a VJP fed the unit vector ``e_o`` (``jax.vmap``
+    over all unit vectors). The two ``(outputs, inputs)`` matrices are compared entrywise.
+    Cost: ``2 * size(x)`` forward and ``size(f(x))`` backward passes, so keep it small.
+
+    Args:
+      f: ``f(x) -> y``; ``x`` and ``y`` arrays (or pytrees of arrays); traceable by
+        ``jax.jit`` and ``jax.vmap``.
+      x: the point to check at (float leaves cast to float64). Use a small random input.
+      rtol, step_scale, floor, max_coords_per_leaf, key, batch_size: as in
+        :func:`check_grad` (``max_coords_per_leaf`` subsets the input coordinates).
+
+    Returns:
+      A :class:`GradCheckReport` with ``kind="jacobian"``; a leaf's ``worst_index`` is
+      the output index (into ``f(x)``'s shape, or its raveled index for a pytree output)
+      followed by the index into that input leaf.
+
+    Raises:
+      RuntimeError: float64 is not enabled in JAX.
+      TypeError: ``x`` has no floating leaves, or ``f`` does not return float64.
+    """
+    _require_x64("check_jacobian")
+    flat = _flatten(x)
+    out = jax.eval_shape(lambda t: f(flat.rebuild(t)), flat.theta)
+    _check_output(out, "check_jacobian")
+    single = isinstance(out, jax.ShapeDtypeStruct)
+    out_shape = tuple(out.shape) if single else (sum(o.size for o in jax.tree.leaves(out)),)
+
+    def g(theta: jax.Array) -> jax.Array:
+        return ravel_pytree(f(flat.rebuild(theta)))[0]
+
+    m = int(np.prod(out_shape, dtype=np.int64))
+    b = _default_batch(flat.theta.shape[0], batch_size)
+    local = _coordinates(flat, max_coords_per_leaf, key)
+    coords = np.concatenate([o + i for o, i in zip(flat.offsets, local, strict=True)])
+
+    @jax.jit
+    def run(theta: jax.Array, idx: jax.Array) -> tuple[jax.Array, ...]:
+        value, vjp = jax.vjp(g, theta)
+        rows = _chunked_map(lambda e: vjp(e)[0][idx], jnp.eye(m, dtype=jnp.float64), b)
+        return value, rows, _centred_differences(g, theta, idx, step_scale, b).T
+
+    value, analytic, numeric = map(np.asarray, run(flat.theta, jnp.asarray(coords)))
+    return _report(
+        flat,
+        local,
+        analytic,
+        numeric,
+        out_shape,
+        floors=_floors(floor, np.asarray(value), np.asarray(flat.theta)[coords]),
+        rtol=rtol,
+        floor=floor,
+        step_scale=step_scale,
+        kind="jacobian",
+    )

@@ -1,0 +1,97 @@
+"""Classification metrics: pure, jittable, on ``(N, C)`` scores and integer class ids.
+
+The prediction is ``argmax`` over classes, so logits, scores and probabilities give the
+same results (ties go to the lowest class index). An out-of-range label (not in
+``[0, C)``) never equals a prediction: it counts as an error, and
+:func:`confusion_matrix` drops it. Check labels eagerly with
+:func:`fnet.validation.check_labels`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fnet.errors import LabelError, ShapeError
+
+__all__ = ["accuracy", "confusion_matrix", "correct", "error_count"]
+
+
+def _inputs(scores, labels, fn: str) -> tuple[jax.Array, jax.Array]:
+    scores = jnp.asarray(scores)
+    labels = jnp.asarray(labels)
+    if scores.ndim != 2:
+        raise ShapeError(f"{fn}: scores must have shape (N, C), got {scores.shape}.")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        hint = " One-hot rows? Pass labels.argmax(-1)." if labels.ndim == 2 else ""
+        raise LabelError(
+            f"{fn}: labels must be integer class ids, got dtype {labels.dtype} and shape "
+            f"{labels.shape}.{hint}"
+        )
+    if labels.shape != scores.shape[:1]:
+        raise ShapeError(
+            f"{fn}: labels must have shape (N,) = {scores.shape[:1]} for scores of shape "
+            f"{scores.shape}, got {labels.shape}."
+        )
+    return scores, labels
+
+
+def correct(scores, labels) -> jax.Array:
+    """Which examples are classified correctly.
+
+    Args:
+      scores: ``(N, C)`` logits, scores or probabilities.
+      labels: ``(N,)`` integer class ids.
+
+    Returns:
+      ``(N,)`` bool, ``argmax(scores_i) == labels_i``.
+    """
+    scores, labels = _inputs(scores, labels, "correct")
+    return jnp.argmax(scores, axis=-1) == labels
+
+
+def accuracy(scores, labels) -> jax.Array:
+    """Fraction of examples classified correctly.
+
+    Args:
+      scores: ``(N, C)`` logits, scores or probabilities.
+      labels: ``(N,)`` integer class ids.
+
+    Returns:
+      A float32 scalar in ``[0, 1]`` (float32 also when x64 is on).
+    """
+    scores, labels = _inputs(scores, labels, "accuracy")
+    return jnp.mean((jnp.argmax(scores, axis=-1) == labels).astype(jnp.float32))
+
+
+def error_count(scores, labels) -> jax.Array:
+    """Number of misclassified examples (the slides' "test errors").
+
+    Args:
+      scores: ``(N, C)`` logits, scores or probabilities.
+      labels: ``(N,)`` integer class ids.
+
+    Returns:
+      An int32 scalar.
+    """
+    scores, labels = _inputs(scores, labels, "error_count")
+    return jnp.sum(jnp.argmax(scores, axis=-1) != labels, dtype=jnp.int32)
+
+
+def confusion_matrix(scores, labels) -> jax.Array:
+    """Counts of (true class, predicted class) pairs.
+
+    Args:
+      scores: ``(N, C)`` logits, scores or probabilities.
+      labels: ``(N,)`` integer class ids.
+
+    Returns:
+      ``(C, C)`` int32; entry ``[i, j]`` counts examples of class ``i`` predicted as
+      ``j``, so the diagonal holds the correct ones and each row sums to the number of
+      examples of that class. Examples with out-of-range labels are not counted.
+    """
+    scores, labels = _inputs(scores, labels, "confusion_matrix")
+    c = scores.shape[1]
+    true = jax.nn.one_hot(labels, c, dtype=jnp.int32)
+    pred = jax.nn.one_hot(jnp.argmax(scores, axis=-1), c, dtype=jnp.int32)
+    return true.T @ pred
