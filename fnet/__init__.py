@@ -17,6 +17,7 @@ from fnet import (
     regularizers,
     validation,
 )
+from fnet import per_example
 from fnet.combinators import parallel, residual, serial
 from fnet.core import Model, StatefulModel, as_stateful, is_stateful, layer_key
 from fnet.layers import (

@@ -1,0 +1,161 @@
+"""The dense-layer trick: per-example gradient norms from ONE batched backward pass.
+
+For a Dense layer ``z = a W + b`` applied to a batch of flat inputs ``a`` ``(n, d_in)``,
+example ``i``'s gradient is ``dW_i = a_i^T delta_i`` and ``db_i = delta_i``, with
+``delta_i = dl_i/dz_i`` ``(d_out,)``. The Frobenius norm of an outer product factorises:
+``|dW_i|^2 = |a_i|^2 |delta_i|^2``. All ``delta_i`` come from one VJP of the SUM of the
+per-example losses with respect to zero "probes" added to every Dense output, so the
+norms cost one forward and one backward pass, like the batch gradient itself (which the
+same VJP returns).
+
+Applies to :class:`~fnet.per_example.ModelLoss` of a ``fnet.serial`` chain whose children
+are Dense layers (on rank-2 inputs) and parameter-free stateless layers (activations,
+Flatten, Reshape, pooling, Dropout...). Parameter-free layers are applied to each example
+separately (``jax.vmap`` over examples, with the same per-example keys as the vmap path),
+so the two paths agree exactly, Dropout included. Anything else raises
+:class:`NotEligible` and callers fall back to chunked ``vmap(grad)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fnet.core import Model, Params, layer_key
+from fnet.per_example.objective import ModelLoss
+
+__all__ = ["NotEligible", "dense_chain", "weighted_sums"]
+
+
+class NotEligible(Exception):
+    """The model is not a serial chain of Dense and parameter-free layers."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One child of the chain: its name in params, the layer, and whether it is Dense."""
+
+    name: str
+    layer: Model
+    dense: bool
+
+
+def _is_dense(model: Any) -> bool:
+    fn = getattr(model, "apply", None)
+    return (
+        isinstance(model, Model)
+        and getattr(fn, "__module__", "") == "fnet.layers.dense"
+        and getattr(fn, "__qualname__", "") == "Dense.<locals>.apply"
+    )
+
+
+def _is_serial(model: Any) -> bool:
+    """True for a stateless model built by ``fnet.serial`` (recognised by its closure)."""
+    if not isinstance(model, Model) or not model.children:
+        return False
+    cells = getattr(model.apply, "__closure__", None) or ()
+    for cell in cells:
+        try:
+            inner = cell.cell_contents
+        except ValueError:
+            continue
+        qualname = getattr(inner, "__qualname__", "")
+        if getattr(inner, "__module__", "") == "fnet.combinators" and qualname.startswith(
+            "serial."
+        ):
+            return True
+    return False
+
+
+def dense_chain(model: Any) -> tuple[Step, ...] | None:
+    """The chain's steps if ``model`` is a stateless ``serial`` of layers, else None.
+
+    Whether every non-Dense step is parameter-free is checked against the params when
+    the trick runs (:func:`weighted_sums`).
+    """
+    if not _is_serial(model):
+        return None
+    steps = []
+    for name, child in model.children:
+        if not isinstance(child, Model):
+            return None
+        steps.append(Step(name, child, _is_dense(child)))
+    return tuple(steps)
+
+
+def _per_example(step: Step, h: jax.Array, keys: Any, train: bool) -> jax.Array:
+    """Apply a parameter-free layer to each example on its own (keys as ``serial`` derives)."""
+
+    def one(h_i, k_i):
+        k = None if k_i is None else layer_key(k_i, step.name)
+        return step.layer.apply({}, h_i[None], key=k, train=train)[0]
+
+    return jax.vmap(one, in_axes=(0, None if keys is None else 0))(h, keys)
+
+
+def weighted_sums(
+    loss_fn: ModelLoss,
+    params: Params,
+    x: jax.Array,
+    y: Any,
+    weights: jax.Array,
+    keys: Any = None,
+) -> tuple[Params, jax.Array]:
+    """``(sum_i w_i g_i, w_i^2 |g_i|^2)`` by the dense-layer trick.
+
+    Args:
+      loss_fn: a :class:`ModelLoss` of an eligible chain.
+      params: the model's params.
+      x: inputs ``(n, ...)``; y: labels ``(n, ...)``.
+      weights: ``(n,)`` per-example weights ``w_i`` (a 0/1 padding mask, or clip factors).
+      keys: per-example PRNG keys ``(n,)`` or None.
+
+    Returns:
+      The weighted gradient sum (a pytree like ``params``) and the ``(n,)`` squared
+      norms of ``w_i g_i`` in the params' dtype.
+
+    Raises:
+      NotEligible: at trace time, if the model or params do not fit the trick.
+    """
+    if not isinstance(loss_fn, ModelLoss):
+        raise NotEligible("the dense trick needs a ModelLoss (fnet.per_example.model_loss)")
+    steps = dense_chain(loss_fn.model)
+    if steps is None:
+        raise NotEligible("the model is not a stateless fnet.serial chain")
+    dense = [s.name for s in steps if s.dense]
+    extra = sorted(set(params) - set(dense))
+    if extra:
+        raise NotEligible(f"layers {extra} have params but are not Dense")
+    n = x.shape[0]
+    probes = {
+        name: jnp.zeros((n, params[name]["b"].shape[0]), params[name]["b"].dtype)
+        for name in dense
+        if name in params
+    }
+
+    def total(p, probes):
+        h, acts = x, {}
+        for step in steps:
+            if step.dense:
+                if h.ndim != 2:
+                    raise NotEligible(f"{step.name} gets inputs of rank {h.ndim}, not 2")
+                acts[step.name] = h
+                h = step.layer.apply(p[step.name], h) + probes[step.name]
+            else:
+                h = _per_example(step, h, keys, loss_fn.train)
+        losses = jax.vmap(lambda o, t: loss_fn.loss(o[None], t[None]))(h, y)
+        return jnp.sum(weights.astype(losses.dtype) * losses), acts
+
+    (_, acts), (g_sum, deltas) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(
+        params, probes
+    )
+    terms = [
+        (jnp.sum(jnp.square(acts[name]), axis=-1).astype(d.dtype) + 1.0)
+        * jnp.sum(jnp.square(d), axis=-1)
+        for name, d in deltas.items()
+    ]
+    sq = sum(terms[1:], terms[0]) if terms else jnp.zeros((n,), weights.dtype)
+    return g_sum, sq

@@ -1,0 +1,321 @@
+"""Per-example gradients, their norms, and per-example clipping (the DP-SGD update).
+
+``g_i`` is the gradient of example ``i``'s loss ``loss_fn(params, x[i:i+1], y[i:i+1])``
+(see :mod:`fnet.per_example.objective`). With a ``reduction="mean"`` loss the batch
+gradient is ``mean_i g_i``; with ``"sum"`` it is ``sum_i g_i``. With ``key`` given,
+example ``i`` gets its own key ``jax.random.split(key, n)[i]`` (Dropout masks).
+
+Two paths compute norms and sums:
+
+* ``"vmap"``: ``jax.vmap(jax.grad(...))`` over examples, in chunks of ``chunk_size``
+  inside one ``lax.scan``, so at most ``chunk_size`` per-example gradients exist at once.
+  Works for every model.
+* ``"dense"``: the dense-layer trick (:mod:`fnet.per_example.dense_trick`): never forms
+  a per-example gradient; one forward and one backward pass per chunk.
+
+``method="auto"`` uses ``"dense"`` when it applies and ``"vmap"`` otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal, TypeAlias
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from fnet.core import Params
+from fnet.per_example import dense_trick
+from fnet.per_example.chunking import batch_size, chunk, example_keys, unchunk
+from fnet.per_example.objective import LossFn, call_loss
+
+__all__ = [
+    "Method",
+    "clip_and_average",
+    "clipped_gradient_fn",
+    "grads",
+    "norms",
+    "tree_sq_norm",
+    "uses_dense_trick",
+]
+
+Method: TypeAlias = Literal["auto", "vmap", "dense"]
+METHODS = ("auto", "vmap", "dense")
+_VMAP_CHUNK_BYTES = 32 * 2**20  # per-example gradient buffer per chunk on the vmap path
+_DENSE_CHUNK = 4096
+
+
+def tree_sq_norm(tree: Any) -> jax.Array:
+    """``sum`` of squares over every leaf: a scalar."""
+    leaves = [jnp.sum(jnp.square(a)) for a in jax.tree.leaves(tree)]
+    return sum(leaves[1:], leaves[0])
+
+
+def _example_grad(loss_fn: LossFn, params: Params, state: Any, x_i, y_i, k_i) -> Params:
+    one = lambda a: a[None]
+
+    def loss(p):
+        return call_loss(loss_fn, p, jax.tree.map(one, x_i), jax.tree.map(one, y_i), k_i, state)
+
+    return jax.grad(loss)(params)
+
+
+def _vmap_grads(loss_fn, params, state, x, y, keys) -> Params:
+    f = functools.partial(_example_grad, loss_fn, params, state)
+    return jax.vmap(f, in_axes=(0, 0, None if keys is None else 0))(x, y, keys)
+
+
+def _vmap_weighted_sums(loss_fn, params, state, x, y, weights, keys):
+    g = _vmap_grads(loss_fn, params, state, x, y, keys)
+    leaves = jax.tree.leaves(g)
+    sq = sum(jnp.sum(jnp.square(a.reshape(a.shape[0], -1)), axis=1) for a in leaves)
+    g_sum = jax.tree.map(lambda a: jnp.tensordot(weights.astype(a.dtype), a, axes=1), g)
+    return g_sum, sq * jnp.square(weights).astype(sq.dtype)
+
+
+def weighted_sums(
+    loss_fn: LossFn, params: Params, state: Any, x, y, weights, keys, method: str
+) -> tuple[Params, jax.Array]:
+    """``(sum_i w_i g_i, w_i^2 |g_i|^2)`` for one chunk; ``method`` is "dense" or "vmap"."""
+    if method == "dense":
+        return dense_trick.weighted_sums(loss_fn, params, x, y, weights, keys)
+    return _vmap_weighted_sums(loss_fn, params, state, x, y, weights, keys)
+
+
+def _spec(tree: Any) -> Any:
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), a.dtype), tree)
+
+
+def dense_trick_applies(loss_fn: LossFn, params: Params, x: Any, y: Any, keys: Any, state: Any):
+    """True if the dense trick applies (checked by tracing shapes only, no compute)."""
+    if state is not None:
+        return False
+    n = batch_size(x)
+    try:
+        jax.eval_shape(
+            lambda p, x, y, k: dense_trick.weighted_sums(
+                loss_fn, p, x, y, jnp.ones((n,), jnp.float32), k
+            ),
+            _spec(params),
+            _spec(x),
+            _spec(y),
+            _spec(keys),
+        )
+    except dense_trick.NotEligible:
+        return False
+    return True
+
+
+def uses_dense_trick(
+    loss_fn: LossFn, params: Params, x: Any, y: Any, *, key: Any = None, state: Any = None
+) -> bool:
+    """True if ``method="auto"`` takes the dense-trick path for these arguments."""
+    keys = example_keys(key, batch_size(x))
+    return dense_trick_applies(loss_fn, params, x, y, keys, state)
+
+
+def resolve_method(loss_fn, params, x, y, keys, state, method: str) -> str:
+    """``"dense"`` or ``"vmap"``: the path ``method`` takes for these arguments."""
+    if method == "vmap":
+        return "vmap"
+    if dense_trick_applies(loss_fn, params, x, y, keys, state):
+        return "dense"
+    if method == "dense":
+        raise ValueError(
+            "method='dense' does not apply: it needs a ModelLoss of a stateless fnet.serial "
+            "chain of Dense (rank-2 inputs) and parameter-free layers"
+        )
+    return "vmap"
+
+
+def default_chunk(params: Params, method: str, n: int) -> int:
+    """A chunk size: ``_DENSE_CHUNK`` for the trick, else ~32 MiB of per-example gradients."""
+    if method == "dense":
+        return min(n, _DENSE_CHUNK)
+    per_example = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(params))
+    return max(1, min(n, _VMAP_CHUNK_BYTES // max(per_example, 1)))
+
+
+def stream_sums(
+    loss_fn: LossFn,
+    params: Params,
+    state: Any,
+    x: Any,
+    y: Any,
+    keys: Any,
+    method: str,
+    chunk_size: int | None,
+    with_sum: bool = True,
+) -> tuple[Params | None, jax.Array]:
+    """``(sum_i g_i, |g_i|^2 (n,))`` streamed over chunks inside one ``lax.scan``."""
+    n = batch_size(x)
+    method = resolve_method(loss_fn, params, x, y, keys, state, method)
+    if chunk_size is None:
+        chunk_size = default_chunk(params, method, n)
+    size = max(1, min(int(chunk_size), n))
+    (xc, yc, kc), mask = chunk((x, y, keys), size)
+
+    def body(acc, inputs):
+        xb, yb, kb, mb = inputs
+        g_sum, sq = weighted_sums(loss_fn, params, state, xb, yb, mb, kb, method)
+        if acc is None:
+            return None, sq
+        return jax.tree.map(jnp.add, acc, g_sum), sq
+
+    acc0 = jax.tree.map(jnp.zeros_like, params) if with_sum else None
+    total, sq = lax.scan(body, acc0, (xc, yc, kc, mask))
+    return total, unchunk(sq, n)
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn",))
+def _grads_jit(loss_fn, params, x, y, key, state):
+    return _vmap_grads(loss_fn, params, state, x, y, example_keys(key, batch_size(x)))
+
+
+def grads(
+    loss_fn: LossFn, params: Params, x: Any, y: Any, *, key: Any = None, state: Any = None
+) -> Params:
+    """Per-example gradients ``g_i``, materialised: ``jax.vmap(jax.grad(loss of example i))``.
+
+    Args:
+      loss_fn: ``loss_fn(params, x, y[, key=][, state=]) -> scalar`` over a batch; must be
+        hashable (a function or :class:`ModelLoss`): it is a static argument of ``jax.jit``.
+      params: pytree of float arrays.
+      x, y: inputs and targets with a leading example axis ``n`` (arrays or pytrees).
+      key: optional PRNG key, split into one key per example (Dropout).
+      state: optional non-trainable state passed to ``loss_fn`` (BatchNorm statistics).
+
+    Returns:
+      A pytree like ``params`` whose leaves have shape ``(n, *leaf.shape)`` and the
+      leaves' dtypes. One compiled computation (``jax.jit``).
+    """
+    return _grads_jit(loss_fn, params, x, y, key, state)
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "method", "chunk_size"))
+def _norms_jit(loss_fn, params, x, y, key, state, method, chunk_size):
+    keys = example_keys(key, batch_size(x))
+    _, sq = stream_sums(loss_fn, params, state, x, y, keys, method, chunk_size, with_sum=False)
+    return jnp.sqrt(sq)
+
+
+def norms(
+    loss_fn: LossFn,
+    params: Params,
+    x: Any,
+    y: Any,
+    *,
+    key: Any = None,
+    state: Any = None,
+    method: Method = "auto",
+    chunk_size: int | None = None,
+) -> jax.Array:
+    """Per-example gradient L2 norms ``|g_i|`` (over all parameters), shape ``(n,)``.
+
+    Memory-lean: the ``"vmap"`` path holds at most ``chunk_size`` per-example gradients
+    at once (default: ~32 MiB worth); the ``"dense"`` path (the dense-layer trick) holds
+    none. ``method="auto"`` picks ``"dense"`` when ``loss_fn`` is a :class:`ModelLoss` of
+    a serial chain of Dense and parameter-free layers, else ``"vmap"``. Arguments as in
+    :func:`grads`. Returns the params' floating dtype.
+    """
+    _check_method(method)
+    return _norms_jit(loss_fn, params, x, y, key, state, method, chunk_size)
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "method"))
+def _clip_jit(loss_fn, params, x, y, key, state, noise_key, clip_norm, noise_mult, method):
+    n = batch_size(x)
+    keys = example_keys(key, n)
+    ones = jnp.ones((n,), jnp.float32)
+    if resolve_method(loss_fn, params, x, y, keys, state, method) == "dense":
+        _, sq = dense_trick.weighted_sums(loss_fn, params, x, y, ones, keys)
+        # "Ghost clipping": a second backward pass of sum_i s_i l_i with s_i fixed.
+        scale = jnp.minimum(1.0, clip_norm / jnp.maximum(jnp.sqrt(sq), 1e-12))
+        total, _ = dense_trick.weighted_sums(loss_fn, params, x, y, lax.stop_gradient(scale), keys)
+    else:
+        g = _vmap_grads(loss_fn, params, state, x, y, keys)
+        sq = sum(jnp.sum(jnp.square(a.reshape(n, -1)), axis=1) for a in jax.tree.leaves(g))
+        scale = jnp.minimum(1.0, clip_norm / jnp.maximum(jnp.sqrt(sq), 1e-12))
+        total = jax.tree.map(lambda a: jnp.tensordot(scale.astype(a.dtype), a, axes=1), g)
+    if noise_key is not None:
+        leaves, treedef = jax.tree.flatten(total)
+        ks = jax.random.split(noise_key, len(leaves))
+        std = noise_mult * clip_norm
+        leaves = [
+            a + (std * jax.random.normal(k, a.shape, jnp.float32)).astype(a.dtype)
+            for a, k in zip(leaves, ks, strict=True)
+        ]
+        total = jax.tree.unflatten(treedef, leaves)
+    return jax.tree.map(lambda a: a / n, total)
+
+
+def clip_and_average(
+    loss_fn: LossFn,
+    params: Params,
+    x: Any,
+    y: Any,
+    *,
+    clip_norm: float,
+    noise_multiplier: float = 0.0,
+    noise_key: Any = None,
+    key: Any = None,
+    state: Any = None,
+    method: Method = "auto",
+) -> Params:
+    """The DP-SGD gradient: ``(1/n) (sum_i g_i min(1, C/|g_i|) + sigma C xi)``.
+
+    Each example's gradient is scaled to norm at most ``C = clip_norm``, the scaled
+    gradients are averaged over the batch of ``n``, and with ``noise_multiplier = sigma >
+    0`` Gaussian noise ``xi ~ N(0, I)`` (drawn from ``noise_key``) is added to the sum
+    before averaging. On the dense-trick path no per-example gradient is materialised
+    ("ghost clipping": norms by the trick, then the gradient of ``sum_i s_i l_i``).
+    Privacy accounting is not part of fnet.
+
+    Returns:
+      A pytree like ``params`` (same dtypes).
+    """
+    _check_method(method)
+    if not clip_norm > 0:
+        raise ValueError(f"clip_norm must be positive, got {clip_norm!r}")
+    if noise_multiplier < 0:
+        raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier!r}")
+    if noise_multiplier > 0 and noise_key is None:
+        raise ValueError("noise_multiplier > 0 needs a noise_key")
+    if noise_multiplier == 0:
+        noise_key = None
+    return _clip_jit(
+        loss_fn, params, x, y, key, state, noise_key, clip_norm, noise_multiplier, method
+    )
+
+
+def clipped_gradient_fn(
+    loss_fn: LossFn, *, clip_norm: float, noise_multiplier: float = 0.0, method: Method = "auto"
+):
+    """A train-step gradient function ``grad_fn(params, x, y, key) -> grads`` for DP-SGD.
+
+    ``key`` is split into a noise key and per-example dropout keys (the latter passed to
+    ``loss_fn`` only if it is a :class:`ModelLoss` with ``train=True``).
+    """
+
+    def grad_fn(params: Params, x: Any, y: Any, key: Any) -> Params:
+        k_noise, k_drop = jax.random.split(key)
+        use_drop = getattr(loss_fn, "train", False)
+        return clip_and_average(
+            loss_fn,
+            params,
+            x,
+            y,
+            clip_norm=clip_norm,
+            noise_multiplier=noise_multiplier,
+            noise_key=k_noise if noise_multiplier > 0 else None,
+            key=k_drop if use_drop else None,
+            method=method,
+        )
+
+    return grad_fn
