@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple, TextIO
@@ -11,7 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
+from fnet import distributed
+from fnet.train import resume
 from fnet.train.epoch import REMAINDERS, Remainder, batch_plan, evaluate_objective, run_epoch
 from fnet.train.hooks import Hook
 from fnet.train.objective import Objective
@@ -102,6 +106,10 @@ def fit(
     eval_batch_size: int = 1000,
     progress: bool | TextIO = True,
     on_epoch_end: Hook | Sequence[Hook] | None = None,
+    mesh: Mesh | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    every: int = 1,
+    keep: int | None = 3,
 ) -> FitResult:
     """Minimise ``objective`` with ``optimizer`` for ``epochs`` epochs of mini-batches.
 
@@ -144,6 +152,22 @@ def fit(
         epochs. The arrays are valid until the next epoch starts (their buffers are then
         donated): copy what you keep, e.g. ``jax.device_get(params)``. Return values are
         ignored.
+      mesh: a ``jax.sharding.Mesh`` for data parallelism (:mod:`fnet.distributed`,
+        ``docs/parallel.md``): every step's batch is split over the mesh's ``"data"``
+        axis, params/state/optimizer state are replicated (large matrices split over a
+        ``"model"`` axis if the mesh has one), the data are copied to every device
+        (global arrays sharded across hosts are used as they are) and XLA all-reduces
+        the gradients. ``batch_size`` must be divisible by the data-axis size. Same
+        results as without a mesh, up to the order of float additions.
+      checkpoint_dir: save a checkpoint (:mod:`fnet.checkpoint`, step = epochs done)
+        every ``every`` epochs and after the last one, and RESUME from the latest
+        checkpoint there if there is one: its params, state, optimizer state and history
+        replace ``params``/``state``/``opt_state``, and training continues at the next
+        epoch up to ``epochs`` in total. With the same ``key`` the result is
+        bit-identical (on CPU) to an uninterrupted run. A checkpoint of another model,
+        optimizer, key, ``N``, ``batch_size`` or ``remainder`` raises ``CheckpointError``.
+      every: save every ``every`` epochs (with ``checkpoint_dir``).
+      keep: keep the newest ``keep`` checkpoints (``None``: all).
 
     Returns:
       :class:`FitResult` ``(params, state, opt_state, history)``.
@@ -152,7 +176,9 @@ def fit(
       ShapeError: ``x``/``y`` (or the validation pair) differ in length or lack a batch
         axis; the loss's ShapeError/LabelError for targets of the wrong rank or dtype
         (raised while tracing, before compiling).
-      ValueError: ``batch_size`` not in ``[1, N]``, bad ``epochs`` or ``remainder``.
+      ValueError: ``batch_size`` not in ``[1, N]`` or not divisible by the mesh's data
+        axis, bad ``epochs``, ``remainder``, ``every`` or ``keep``.
+      CheckpointError: ``checkpoint_dir`` holds a checkpoint of another run (see above).
     """
     n = check_xy(x, y, "fit")
     batch_size = check_batch_size(batch_size, n, "fit")
@@ -179,25 +205,41 @@ def fit(
         "compile_time": 0.0,
     }  # fmt: skip
     ts = TrainState.create(params, optimizer, state=state, opt_state=opt_state)
-    if epochs == 0:
+    done, config = 0, resume.fit_config(n, batch_size, remainder)
+    if checkpoint_dir is not None:
+        resume.check_every(every, keep)
+        done, ts, saved_history = resume.restore(checkpoint_dir, ts, key, config)
+        history = saved_history or history
+    if mesh is not None:
+        distributed.check_divisible(batch_size, mesh)
+    if epochs <= done:  # nothing to train (a resumed run may already be complete)
+        ts = jax.device_put(ts) if done else ts
         return FitResult(ts.params, ts.state, ts.opt_state, history)
 
     ts = _copy_tree(ts)
-    x, y = jax.device_put(x), jax.device_put(y)
-    static = dict(objective=objective, optimizer=optimizer, batch_size=batch_size,
+    if mesh is None:
+        x, y = jax.device_put(x), jax.device_put(y)
+        train_objective = objective
+    else:  # the same epoch computation; shardings decided at the jit boundary
+        ts, key = distributed.place(ts, mesh), distributed.replicate(key, mesh)
+        x, y = distributed.place_data(x, mesh), distributed.place_data(y, mesh)
+        train_objective = distributed.ShardedObjective(objective, distributed.as_auto(mesh))
+    static = dict(objective=train_objective, optimizer=optimizer, batch_size=batch_size,
                   remainder=remainder)  # fmt: skip
     t0 = time.perf_counter()
     run_epoch.lower(ts, x, y, key, np.int32(0), **static).compile()
     if validation is not None:
         x_val, y_val = jax.device_put(validation[0]), jax.device_put(validation[1])
+        if mesh is not None:
+            x_val, y_val = distributed.place_data((x_val, y_val), mesh)
         val_static = dict(objective=objective, batch_size=min(eval_batch_size, n_val))
         evaluate_objective.lower(ts.params, ts.state, x_val, y_val, **val_static).compile()
     history["compile_time"] = time.perf_counter() - t0
 
     weights = np.asarray(plan.weights(), np.float64)
-    start = time.perf_counter()
-    with ProgressBar(epochs, progress_enabled(progress)) as bar:
-        for epoch in range(epochs):
+    start = time.perf_counter() - (history["wall_time"][-1] if history["wall_time"] else 0.0)
+    with ProgressBar(epochs - done, progress_enabled(progress)) as bar:
+        for epoch in range(done, epochs):
             t = time.perf_counter()
             ts, step_metrics = run_epoch(ts, x, y, key, np.int32(epoch), **static)
             step_metrics = jax.device_get(jax.block_until_ready(step_metrics))
@@ -221,5 +263,7 @@ def fit(
             for hook in hooks:
                 hook(epoch + 1, ts.params, ts.state)
             history["wall_time"].append(time.perf_counter() - start)
+            if checkpoint_dir is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+                resume.save(checkpoint_dir, epoch + 1, ts, key, history, config, keep=keep)
             bar.update(_postfix(train, val))
     return FitResult(ts.params, ts.state, ts.opt_state, history)
