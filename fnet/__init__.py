@@ -7,6 +7,7 @@ losses, regularizers and metrics are pure functions. See ``docs/design.md``.
 from fnet import (
     activations,
     checkpoint,
+    datasets,
     errors,
     gradcheck,
     initializers,
@@ -18,6 +19,7 @@ from fnet import (
     validation,
 )
 from fnet import per_example
+from fnet import distributed
 from fnet.combinators import parallel, residual, serial
 from fnet.core import Model, StatefulModel, as_stateful, is_stateful, layer_key
 from fnet.layers import (

@@ -36,7 +36,7 @@ MODULES = [
     "fnet.train",
     "fnet.per_example",
     "fnet.checkpoint",
-    "fnet.parallel",
+    "fnet.distributed",
 ]
 
 
