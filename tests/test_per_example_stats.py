@@ -1,0 +1,138 @@
+"""fnet.per_example.stats and the sampling formulas: checked against known answers and
+Monte-Carlo estimates."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnet
+from fnet import per_example as pe
+from fnet.losses import softmax_cross_entropy
+
+N = 12
+
+
+def _linear_loss(p, x, y):
+    """l_i = theta . x_i + 0.5 theta^T A theta: g_i = x_i + A theta, H = A (known answers)."""
+    del y
+    a = jnp.diag(jnp.arange(1.0, 4.0, dtype=jnp.float32))
+    quad = 0.5 * p["theta"] @ (a @ p["theta"])
+    return jnp.mean(x @ p["theta"]) + quad
+
+
+def _points():
+    x = jax.random.normal(jax.random.key(0), (N, 3), jnp.float32) + jnp.array(
+        [[1.0, -2.0, 0.5]], jnp.float32
+    )
+    return x, jnp.zeros((N,), jnp.int32)
+
+
+def test_stats_match_the_closed_form_on_a_quadratic():
+    x, y = _points()
+    theta = jnp.array([0.1, -0.2, 0.3], jnp.float32)
+    s = pe.stats(
+        _linear_loss,
+        {"theta": theta},
+        x,
+        y,
+        chunk_size=5,
+        hessian_examples=N,
+        hessian_key=jax.random.key(1),
+    )
+    a = np.diag([1.0, 2.0, 3.0])
+    g = np.asarray(x, np.float64) + a @ np.asarray(theta, np.float64)
+    big_g = g.mean(0)
+    cov = (g - big_g).T @ (g - big_g) / N  # population normalisation
+    np.testing.assert_allclose(s.grad["theta"], big_g, rtol=1e-5)
+    np.testing.assert_allclose(s.trace_cov, np.trace(cov), rtol=1e-4)
+    np.testing.assert_allclose(s.b_simple, np.trace(cov) / (big_g @ big_g), rtol=1e-4)
+    np.testing.assert_allclose(s.trace_h_cov, np.trace(a @ cov), rtol=1e-4)
+    np.testing.assert_allclose(s.b_noise, np.trace(a @ cov) / (big_g @ a @ big_g), rtol=1e-4)
+    np.testing.assert_allclose(s.sq_norms, (g**2).sum(1), rtol=1e-5)
+    assert s.n == N and s.method == "vmap"
+
+
+def _mlp():
+    model = fnet.models.mlp([6], 3, "tanh")
+    _, params = model.init(jax.random.key(0), (-1, 4))
+    x = jax.random.normal(jax.random.key(1), (40, 4), jnp.float32)
+    y = jnp.arange(40, dtype=jnp.int32) % 3
+    return pe.model_loss(model, softmax_cross_entropy), params, x, y
+
+
+def test_dense_and_vmap_paths_give_the_same_stats():
+    loss_fn, params, x, y = _mlp()
+    d = pe.stats(loss_fn, params, x, y, method="dense", chunk_size=16)
+    v = pe.stats(loss_fn, params, x, y, method="vmap", chunk_size=7)
+    assert (d.method, v.method) == ("dense", "vmap")
+    for name in ("grad_sq_norm", "mean_sq_norm", "trace_cov", "b_simple"):
+        np.testing.assert_allclose(getattr(d, name), getattr(v, name), rtol=1e-4, err_msg=name)
+    batch = jax.grad(loss_fn)(params, x, y)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), d.grad, batch)
+
+
+@pytest.mark.parametrize("sampling", ["with_replacement", "without_replacement", "poisson"])
+def test_predicted_minibatch_variance_matches_monte_carlo(sampling):
+    x, y = _points()
+    params = {"theta": jnp.array([0.1, -0.2, 0.3], jnp.float32)}
+    s = pe.stats(_linear_loss, params, x, y)
+    g = pe.grads(_linear_loss, params, x, y)["theta"]  # (N, 3)
+    reps = 20000
+    keys = jax.random.split(jax.random.key(2), reps)
+    for b in (1, 3, 8):
+        idx, w = jax.vmap(lambda k, b=b: pe.sample_batch(k, N, b, sampling))(keys)
+        g_hat = jnp.einsum("rb,rbd->rd", w, g[idx])
+        err = jnp.sum(jnp.square(g_hat - s.grad["theta"][None, :]), axis=1)
+        mc, se = float(jnp.mean(err)), float(jnp.std(err)) / reps**0.5
+        want = float(s.minibatch_variance(b, sampling))
+        assert abs(mc - want) < 4 * se + 1e-6, (b, mc, want, se)
+        np.testing.assert_allclose(jnp.mean(g_hat, 0), s.grad["theta"], atol=6 * se**0.5)
+
+
+def test_without_replacement_at_full_batch_has_zero_variance():
+    x, y = _points()
+    params = {"theta": jnp.zeros((3,), jnp.float32)}
+    s = pe.stats(_linear_loss, params, x, y)
+    assert float(s.minibatch_variance(N, "without_replacement")) == 0.0
+    assert float(s.expected_cosine(N, "without_replacement")) == 1.0
+    g = pe.grads(_linear_loss, params, x, y)["theta"]
+    idx, w = pe.sample_batch(jax.random.key(0), N, N, "without_replacement")
+    np.testing.assert_allclose(w @ g[idx], s.grad["theta"], atol=1e-6)
+    assert float(s.minibatch_variance(N, "with_replacement")) > 0
+
+
+def test_poisson_sampling_includes_each_example_with_probability_b_over_n():
+    idx, w = jax.vmap(lambda k: pe.sample_batch(k, N, 3, "poisson"))(
+        jax.random.split(jax.random.key(0), 4000)
+    )
+    assert idx.shape == (4000, N)
+    sizes = jnp.sum(w > 0, axis=1)
+    assert abs(float(jnp.mean(sizes)) - 3.0) < 0.1
+    np.testing.assert_allclose(jnp.unique(w), [0.0, 1 / 3])
+
+
+def test_b_simple_is_infinite_free_and_expected_cosine_shrinks_with_noise():
+    loss_fn, params, x, y = _mlp()
+    s = pe.stats(loss_fn, params, x, y)
+    cos = [float(s.expected_cosine(b, "with_replacement")) for b in (1, 4, 16)]
+    assert 0 < cos[0] < cos[1] < cos[2] < 1
+    np.testing.assert_allclose(
+        s.minibatch_variance(4, "with_replacement"), s.trace_cov / 4, rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="sampling"):
+        s.minibatch_variance(4, "bootstrap")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="exceeds"):
+        s.minibatch_variance(41, "without_replacement")
+
+
+def test_tracker_records_every_k_epochs():
+    loss_fn, params, x, y = _mlp()
+    hook = pe.tracker(loss_fn, x, y, every=2, batch_sizes=(4,))
+    for epoch in range(5):
+        hook(epoch, params, {})
+    assert [r["epoch"] for r in hook.history] == [0, 2, 4]
+    row = hook.history[0]
+    assert row["b_simple"] > 0 and 0 < row["cosine_b4"] < 1 and row["variance_b4"] > 0
