@@ -103,8 +103,8 @@ def run_epoch(
     Args:
       train_state: the carry (donated: invalid after the call).
       x: ``(N, ...)`` inputs, on device. y: ``(N, ...)`` targets.
-      key: the fit's PRNG key; the epoch uses ``fold_in(key, epoch)``, split into a
-        permutation key and a step key; step ``i`` gets ``fold_in(step_key, i)``.
+      key: the fit's PRNG key. The epoch splits ``fold_in(key, epoch)`` into
+        ``n_steps + 1`` keys: the first shuffles, step ``i`` (0-based) gets key ``i + 1``.
       epoch: int32 scalar, the 0-based epoch index.
       objective, optimizer: static (compiled code is reused while they are the same
         objects and the shapes do not change).
@@ -116,27 +116,25 @@ def run_epoch(
     n = x.shape[0]
     plan = batch_plan(n, batch_size, remainder)
     step = make_step(objective, optimizer)
-    perm_key, step_key = jax.random.split(jax.random.fold_in(key, epoch))
+    # One split gives the permutation key and every step's key (step i: keys[i + 1]).
+    keys = jax.random.split(jax.random.fold_in(key, epoch), plan.n_steps + 1)
 
     if plan.steps == 1 and plan.tail == 0 and plan.dropped == 0:
         # Full batch: the order of examples does not matter, skip the gather.
-        train_state, metrics = step(train_state, x, y, jax.random.fold_in(step_key, 0))
+        train_state, metrics = step(train_state, x, y, keys[1])
         return train_state, jax.tree.map(lambda m: m[None], metrics)
 
-    order = jax.random.permutation(perm_key, n)
+    order = jax.random.permutation(keys[0], n)
     rows = order[: plan.steps * batch_size].reshape(plan.steps, batch_size)
 
     def body(ts: TrainState, inputs: tuple[jax.Array, jax.Array]):
-        i, idx = inputs
-        return step(ts, _gather(x, idx), _gather(y, idx), jax.random.fold_in(step_key, i))
+        step_key, idx = inputs
+        return step(ts, _gather(x, idx), _gather(y, idx), step_key)
 
-    steps_i = jnp.arange(plan.steps, dtype=jnp.int32)
-    train_state, metrics = lax.scan(body, train_state, (steps_i, rows))
+    train_state, metrics = lax.scan(body, train_state, (keys[1 : plan.steps + 1], rows))
     if plan.tail:
         idx = order[plan.steps * batch_size :]
-        train_state, last = step(
-            train_state, _gather(x, idx), _gather(y, idx), jax.random.fold_in(step_key, plan.steps)
-        )
+        train_state, last = step(train_state, _gather(x, idx), _gather(y, idx), keys[-1])
         metrics = _stack_tail(metrics, last)
     return train_state, metrics
 
