@@ -64,9 +64,11 @@ def test_grads_equal_a_python_loop_of_single_example_grads(case):
         case, lambda: _mlp_case(0.5)
     )()
     key = jax.random.key(7) if case == "dropout" else None
-    got = pe.grads(loss_fn, params, x, y, key=key)
-    _assert_tree_close(got, _loop_grads(loss_fn, params, x, y, key))
-    assert jax.tree.map(lambda a: a.dtype, got) == jax.tree.map(lambda a: a.dtype, params)
+    want = _loop_grads(loss_fn, params, x, y, key)
+    for method in ["vmap"] + (["dense"] if case != "convnet" else []):
+        got = pe.grads(loss_fn, params, x, y, key=key, method=method)
+        _assert_tree_close(got, want)
+        assert jax.tree.map(lambda a: a.dtype, got) == jax.tree.map(lambda a: a.dtype, params)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])

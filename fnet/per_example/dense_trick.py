@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from fnet.core import Model, Params, layer_key
 from fnet.per_example.objective import ModelLoss
 
-__all__ = ["NotEligible", "dense_chain", "weighted_sums"]
+__all__ = ["NotEligible", "dense_chain", "outer_grads", "weighted_sums"]
 
 
 class NotEligible(Exception):
@@ -120,6 +120,18 @@ def weighted_sums(
     Raises:
       NotEligible: at trace time, if the model or params do not fit the trick.
     """
+    g_sum, acts, deltas = _backward(loss_fn, params, x, y, weights, keys)
+    terms = [
+        (jnp.sum(jnp.square(acts[name]), axis=-1).astype(d.dtype) + 1.0)
+        * jnp.sum(jnp.square(d), axis=-1)
+        for name, d in deltas.items()
+    ]
+    sq = sum(terms[1:], terms[0]) if terms else jnp.zeros(x.shape[:1], weights.dtype)
+    return g_sum, sq
+
+
+def _backward(loss_fn, params, x, y, weights, keys):
+    """One VJP: ``(sum_i w_i g_i, Dense inputs {name: (n, d_in)}, deltas {name: (n, d_out)})``."""
     if not isinstance(loss_fn, ModelLoss):
         raise NotEligible("the dense trick needs a ModelLoss (fnet.per_example.model_loss)")
     steps = dense_chain(loss_fn.model)
@@ -152,10 +164,20 @@ def weighted_sums(
     (_, acts), (g_sum, deltas) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(
         params, probes
     )
-    terms = [
-        (jnp.sum(jnp.square(acts[name]), axis=-1).astype(d.dtype) + 1.0)
-        * jnp.sum(jnp.square(d), axis=-1)
+    return g_sum, acts, deltas
+
+
+def outer_grads(
+    loss_fn: ModelLoss, params: Params, x: jax.Array, y: Any, keys: Any = None
+) -> Params:
+    """Materialised per-example gradients as outer products ``a_i^T delta_i`` (one VJP).
+
+    Same result as ``jax.vmap(jax.grad(...))`` for an eligible chain, but with one batched
+    backward pass and one write of the ``(n, d_in, d_out)`` buffers.
+    """
+    n = x.shape[0]
+    _, acts, deltas = _backward(loss_fn, params, x, y, jnp.ones((n,), jnp.float32), keys)
+    return {
+        name: {"w": jnp.einsum("ni,no->nio", acts[name].astype(d.dtype), d), "b": d}
         for name, d in deltas.items()
-    ]
-    sq = sum(terms[1:], terms[0]) if terms else jnp.zeros((n,), weights.dtype)
-    return g_sum, sq
+    }

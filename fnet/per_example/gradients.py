@@ -173,13 +173,23 @@ def _check_method(method: str) -> None:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn",))
-def _grads_jit(loss_fn, params, x, y, key, state):
-    return _vmap_grads(loss_fn, params, state, x, y, example_keys(key, batch_size(x)))
+@functools.partial(jax.jit, static_argnames=("loss_fn", "method"))
+def _grads_jit(loss_fn, params, x, y, key, state, method):
+    keys = example_keys(key, batch_size(x))
+    if resolve_method(loss_fn, params, x, y, keys, state, method) == "dense":
+        return dense_trick.outer_grads(loss_fn, params, x, y, keys)
+    return _vmap_grads(loss_fn, params, state, x, y, keys)
 
 
 def grads(
-    loss_fn: LossFn, params: Params, x: Any, y: Any, *, key: Any = None, state: Any = None
+    loss_fn: LossFn,
+    params: Params,
+    x: Any,
+    y: Any,
+    *,
+    key: Any = None,
+    state: Any = None,
+    method: Method = "auto",
 ) -> Params:
     """Per-example gradients ``g_i``, materialised: ``jax.vmap(jax.grad(loss of example i))``.
 
@@ -190,12 +200,15 @@ def grads(
       x, y: inputs and targets with a leading example axis ``n`` (arrays or pytrees).
       key: optional PRNG key, split into one key per example (Dropout).
       state: optional non-trainable state passed to ``loss_fn`` (BatchNorm statistics).
+      method: ``"vmap"``, ``"dense"`` (outer products ``a_i^T delta_i`` from one batched
+        backward pass: same values, ~2x faster on CPU) or ``"auto"`` (dense if it applies).
 
     Returns:
       A pytree like ``params`` whose leaves have shape ``(n, *leaf.shape)`` and the
       leaves' dtypes. One compiled computation (``jax.jit``).
     """
-    return _grads_jit(loss_fn, params, x, y, key, state)
+    _check_method(method)
+    return _grads_jit(loss_fn, params, x, y, key, state, method)
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "method", "chunk_size"))
