@@ -1,0 +1,637 @@
+"""SGD (batch 1), mini-batch and full-batch gradient descent, measured with per-example gradients.
+
+On MNIST (from ``--data-dir`` when the files are there; a 4,096-image training set) or
+else on the spiral, with an MLP and softmax cross-entropy:
+
+1. Mini-batch gradient variance vs batch size ``B``: measured by sampling against the
+   predicted ``tr(Sigma)/B`` (with replacement) and ``tr(Sigma)/B (N-B)/(N-1)`` (without).
+2. Training loss vs epochs, gradient evaluations and wall-clock for SGD (B=1), mini-batch
+   (B=100) and full batch (B=N), each with its best learning rate from a sweep.
+3. The best learning rate as a function of the batch size.
+4. Vanilla SGD vs momentum 0.9 (B=100, each with its best learning rate).
+5. The noise scales ``B_simple`` and ``B_noise`` over training (McCandlish et al. 2018).
+6. Steps to reach a target training loss vs batch size (tuned learning rate per B):
+   perfect scaling, diminishing returns, no gain; the critical batch size beside the
+   noise scales.
+7. Control: the class-sorted training set without shuffling.
+
+Mini-batches are drawn as shuffled epochs (sampling without replacement, the last
+incomplete batch of an epoch dropped); the loss is the MEAN cross-entropy over a batch.
+
+Run: ``python -m experiments.descent_regimes [--quick] [--out runs/descent_regimes]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+from jax import lax
+from tqdm import tqdm
+
+from experiments import common
+from fnet import models
+from fnet import per_example as pe
+from fnet.losses import softmax_cross_entropy
+from fnet.per_example import dense_trick
+
+NAME = "descent_regimes"
+
+
+# --------------------------------------------------------------------------- config
+
+
+def make_config(quick: bool, mnist: bool) -> dict[str, Any]:
+    """Sizes of every part; ``quick`` is a smoke run whose numbers mean little."""
+    if quick:
+        cfg = {
+            "n_train": 256,
+            "hidden": 16,
+            "epochs": 2,
+            "lr_grid_exponents": [-6, -4, -2, 0, 2],
+            "sweep_lrs_per_batch": 3,
+            "mc_samples": 64,
+            "hessian_examples": 8,
+            "hessian_batch": 128,
+            "target_loss": 1.2 if mnist else 0.9,
+            "eval_ratio": 1.5,
+        }
+    else:
+        cfg = {
+            "n_train": 4096 if mnist else 3 * 1000,
+            "hidden": 64 if mnist else 100,
+            "epochs": 10,
+            "lr_grid_exponents": list(range(-8, 4)),
+            "sweep_lrs_per_batch": 6,
+            "mc_samples": 128,
+            "hessian_examples": 64,
+            "hessian_batch": 512,
+            "target_loss": 0.35 if mnist else 0.6,
+            "eval_ratio": 1.15,
+        }
+    cfg["mid_batch"] = 100 if not quick else 32
+    cfg["momentum"] = 0.9
+    cfg["sampling"] = "without_replacement (shuffled epochs, last partial batch dropped)"
+    cfg["loss"] = "softmax cross-entropy, mean over the batch"
+    return cfg
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_data(args: Any, cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict, bool]:
+    """MNIST (flattened, /255) when available, else the spiral; says which and why."""
+    try:
+        data = common.load_mnist(args.data_dir, seed=args.seed, max_train=cfg["n_train"])
+        x = data.x_train.reshape(len(data.x_train), -1).astype(np.float32)
+        info = dict(data.info)
+        info["why"] = f"MNIST files found in {args.data_dir}"
+        info["note"] += f"; first {len(x)} shuffled training images used"
+        return x, data.y_train, info, True
+    except common.DataUnavailable as err:
+        n_per_class = cfg["n_train"] // 3
+        x, y = common.load_spiral(n_per_class, seed=args.seed)
+        info = common.spiral_info(n_per_class, 0.2, "angle", "training set")
+        info["why"] = f"MNIST unavailable ({err}); fell back to the spiral"
+        return x, y, info, False
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _bcast(v: jax.Array, a: jax.Array) -> jax.Array:
+    return v.reshape(v.shape + (1,) * (a.ndim - v.ndim))
+
+
+def make_trainer(loss_fn: Any, n: int, batch: int, shuffle: bool = True):
+    """A jitted ``run(params, vel, lrs, momentum, step0, n_steps, key, x, y)``.
+
+    Runs ``n_steps`` heavy-ball steps ``v = mu v + g; p = p - lr v`` for ``L`` learning
+    rates at once (params with a leading axis ``L``), on shuffled epochs of ``n // batch``
+    batches (``shuffle=False``: the data's own order). One compiled loop per batch size.
+    """
+    spe = n // batch
+    grad_fn = jax.vmap(jax.grad(loss_fn), in_axes=(0, None, None))
+
+    def perm_for(key, epoch):
+        if not shuffle:
+            return jnp.arange(n, dtype=jnp.int32)
+        return jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
+
+    @jax.jit
+    def run(params, vel, lrs, momentum, step0, n_steps, key, x, y):
+        def body(i, carry):
+            p, v, perm = carry
+            s = step0 + i
+            if batch >= n:
+                xb, yb = x, y
+            else:
+                j = s % spe
+                perm = lax.cond(j == 0, lambda: perm_for(key, s // spe), lambda: perm)
+                idx = lax.dynamic_slice(perm, (j * batch,), (batch,))
+                xb, yb = x[idx], y[idx]
+            g = grad_fn(p, xb, yb)
+            v = jax.tree.map(lambda v, g: momentum * v + g, v, g)
+            p = jax.tree.map(lambda p, v: p - _bcast(lrs, v) * v, p, v)
+            return p, v, perm
+
+        perm0 = perm_for(key, step0 // spe)
+        p, v, _ = lax.fori_loop(0, n_steps, body, (params, vel, perm0))
+        return p, v
+
+    return run
+
+
+def replicate(params: Any, n_copies: int) -> Any:
+    """Stack ``n_copies`` of ``params`` along a new leading axis."""
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (n_copies, *a.shape)), params)
+
+
+def make_evaluator(loss_fn: Any):
+    """Jitted full training loss of every stacked parameter set: ``(L,)``; NaN -> inf."""
+
+    @jax.jit
+    def evaluate(params, x, y):
+        losses = jax.vmap(loss_fn, in_axes=(0, None, None))(params, x, y)
+        return jnp.where(jnp.isfinite(losses), losses, jnp.inf)
+
+    return evaluate
+
+
+class Runner:
+    """Trainers per (batch, shuffle) compiled once, plus the evaluator."""
+
+    def __init__(self, loss_fn: Any, x: jax.Array, y: jax.Array, key: jax.Array) -> None:
+        self.loss_fn, self.x, self.y, self.key = loss_fn, x, y, key
+        self.n = int(x.shape[0])
+        self.evaluate = make_evaluator(loss_fn)
+        self._trainers: dict[tuple[int, bool], Any] = {}
+
+    def trainer(self, batch: int, shuffle: bool = True):
+        if (batch, shuffle) not in self._trainers:
+            self._trainers[batch, shuffle] = make_trainer(self.loss_fn, self.n, batch, shuffle)
+        return self._trainers[batch, shuffle]
+
+    def sweep(self, params0, batch, lrs, momentum, epochs) -> np.ndarray:
+        """Final training loss of each learning rate after ``epochs`` epochs (vmapped)."""
+        lrs = jnp.asarray(lrs, jnp.float32)
+        p = replicate(params0, len(lrs))
+        v = jax.tree.map(jnp.zeros_like, p)
+        steps = epochs * (self.n // batch)
+        p, _ = self.trainer(batch)(p, v, lrs, momentum, 0, steps, self.key, self.x, self.y)
+        return np.asarray(self.evaluate(p, self.x, self.y))
+
+    def curve(
+        self,
+        params0,
+        batch,
+        lr,
+        momentum,
+        epochs,
+        *,
+        shuffle=True,
+        evals_per_epoch=4,
+        on_epoch=None,
+    ) -> dict[str, list[float]]:
+        """One run, evaluated ``evals_per_epoch`` times an epoch; times only training."""
+        run = self.trainer(batch, shuffle)
+        lrs = jnp.asarray([lr], jnp.float32)
+        p = replicate(params0, 1)
+        v = jax.tree.map(jnp.zeros_like, p)
+        jax.block_until_ready(run(p, v, lrs, momentum, 0, 0, self.key, self.x, self.y))
+        spe = self.n // batch
+        seg = max(1, spe // evals_per_epoch)
+        out = {"step": [0], "epoch": [0.0], "examples": [0], "seconds": [0.0]}
+        out["loss"] = [float(self.evaluate(p, self.x, self.y)[0])]
+        if on_epoch is not None:
+            on_epoch(0, p)
+        step, elapsed = 0, 0.0
+        while step < epochs * spe:
+            n_steps = min(seg, epochs * spe - step)
+            t = common.Timer()
+            p, v = jax.block_until_ready(
+                run(p, v, lrs, momentum, step, n_steps, self.key, self.x, self.y)
+            )
+            elapsed += t()
+            step += n_steps
+            out["step"].append(step)
+            out["epoch"].append(step / spe)
+            out["examples"].append(step * batch)
+            out["seconds"].append(elapsed)
+            out["loss"].append(float(self.evaluate(p, self.x, self.y)[0]))
+            if on_epoch is not None and step % spe == 0:
+                on_epoch(step // spe, p)
+        out["final_params"] = jax.tree.map(lambda a: a[0], p)
+        return out
+
+    def steps_to_target(self, params0, batch, lrs, target, max_steps, ratio) -> dict:
+        """First evaluated step at which any learning rate reaches ``target`` (vmapped)."""
+        lrs_a = jnp.asarray(lrs, jnp.float32)
+        p = replicate(params0, len(lrs))
+        v = jax.tree.map(jnp.zeros_like, p)
+        run = self.trainer(batch)
+        step, first = 0, float(self.evaluate(p, self.x, self.y)[0])
+        while step < max_steps:
+            nxt = min(max_steps, max(step + 1, math.ceil(step * ratio)))
+            p, v = run(p, v, lrs_a, 0.0, step, nxt - step, self.key, self.x, self.y)
+            step = nxt
+            losses = np.asarray(self.evaluate(p, self.x, self.y))
+            if np.any(losses <= target):
+                best = int(np.argmin(losses))
+                return {
+                    "batch": batch,
+                    "steps": step,
+                    "best_lr": float(lrs[best]),
+                    "lrs": list(map(float, lrs)),
+                    "losses": losses.tolist(),
+                }
+            if np.all(~np.isfinite(losses) | (losses > 3 * first)):
+                break
+        return {
+            "batch": batch,
+            "steps": None,
+            "best_lr": None,
+            "lrs": list(map(float, lrs)),
+            "losses": losses.tolist() if step else [],
+        }
+
+
+# --------------------------------------------------------------------------- part 1
+
+
+def gram_matrix(loss_fn: Any, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+    """``K_ij = <g_i, g_j>`` for an MLP by the dense trick (no per-example gradient)."""
+    acts, deltas = jax.jit(lambda p: dense_trick.factors(loss_fn, p, x, y))(params)
+    k = None
+    for name, d in deltas.items():
+        a = acts[name]
+        term = (a @ a.T + 1.0) * (d @ d.T)
+        k = term if k is None else k + term
+    return k
+
+
+def measured_variance(k: jax.Array, batch: int, sampling: str, samples: int, key) -> np.ndarray:
+    """``|g_hat - G|^2`` of ``samples`` sampled mini-batch gradients, exactly, from the Gram
+    matrix: ``c^T K c - 2 c^T K 1/N + 1^T K 1/N^2`` with ``c`` the batch's weights."""
+    n = k.shape[0]
+
+    def weights(key):
+        idx, w = pe.sample_batch(key, n, batch, sampling)  # type: ignore[arg-type]
+        return jnp.zeros((n,), jnp.float32).at[idx].add(w)
+
+    c = jax.vmap(weights)(jax.random.split(key, samples)) - 1.0 / n  # (R, N)
+    return np.asarray(jnp.einsum("rn,nm,rm->r", c, k, c))
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def critical_batch(batches: Sequence[int], steps: Sequence[int]) -> dict[str, Any]:
+    """``S_min``, ``E_min``, ``B_crit = E_min / S_min`` and each batch size's regime.
+
+    McCandlish et al.: ``S = S_min (1 + B_crit / B)``, ``E = E_min (1 + B / B_crit)``.
+    Also fits ``S_min, B_crit`` of that curve by least squares on ``log S``.
+    """
+    b = np.asarray(batches, float)
+    s = np.asarray(steps, float)
+    s_min, e_min = float(s.min()), float((s * b).min())
+    grid = np.geomspace(b.min() / 4, b.max() * 4, 400)
+    best = (np.inf, 0.0, 0.0)
+    for bc in grid:
+        shape = np.log1p(bc / b)
+        log_smin = float(np.mean(np.log(s) - shape))
+        err = float(np.sum((np.log(s) - log_smin - shape) ** 2))
+        if err < best[0]:
+            best = (err, float(np.exp(log_smin)), float(bc))
+    regimes = []
+    for bi, si in zip(b, s, strict=True):
+        if si * bi <= 1.5 * e_min:
+            regimes.append("perfect scaling")
+        elif si <= 1.5 * s_min:
+            regimes.append("no gain")
+        else:
+            regimes.append("diminishing returns")
+    return {
+        "s_min": s_min,
+        "e_min": e_min,
+        "b_crit_emin_over_smin": e_min / s_min,
+        "fit_s_min": best[1],
+        "fit_b_crit": best[2],
+        "regimes": dict(zip(map(int, b), regimes, strict=True)),
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = common.make_parser(NAME, __doc__.splitlines()[0])
+    args = parser.parse_args(argv)
+    timer = common.Timer()
+    quick = bool(args.quick)
+    x_np, y_np, data_info, mnist = load_data(args, make_config(quick, True))
+    cfg = make_config(quick, mnist)
+    cfg["n_train"] = n = len(y_np)
+    n_classes = int(y_np.max()) + 1
+    key = jax.random.key(args.seed)
+    model = models.mlp([cfg["hidden"]], n_classes, "tanh")
+    _, params0 = model.init(jax.random.fold_in(key, 0), (-1, x_np.shape[1]))
+    loss_fn = pe.model_loss(model, softmax_cross_entropy)
+    x, y = jnp.asarray(x_np), jnp.asarray(y_np)
+    runner = Runner(loss_fn, x, y, jax.random.fold_in(key, 1))
+    lr_grid = [2.0**e for e in cfg["lr_grid_exponents"]]
+    mid, full_b, epochs = cfg["mid_batch"], n, cfg["epochs"]
+    regimes = {"sgd": 1, "minibatch": mid, "full_batch": full_b}
+    batches = sorted({2**k for k in range(int(math.log2(n)) + 1)} | {n})
+    out = args.out
+    metrics: dict[str, Any] = {}
+    figures: list[str] = []
+    bar = tqdm(total=len(regimes) + 2 + len(batches) + 2, desc=NAME, unit="part")
+
+    # 2 (and 4's vanilla half): fixed epoch budget, best learning rate per regime.
+    best_lr, curves = {}, {}
+    for name, b in regimes.items():
+        finals = runner.sweep(params0, b, lr_grid, 0.0, epochs)
+        best_lr[name] = lr_grid[int(np.argmin(finals))]
+        metrics.setdefault("lr_sweep", {})[name] = dict(
+            zip(map(str, lr_grid), finals.tolist(), strict=True)
+        )
+        bar.update()
+    tracked: list[dict[str, Any]] = []
+
+    def track(epoch, p):  # 5: noise scales over training (the mini-batch run)
+        s = pe.stats(
+            loss_fn,
+            jax.tree.map(lambda a: a[0], p),
+            x,
+            y,
+            hessian_examples=cfg["hessian_examples"],
+            hessian_batch=cfg["hessian_batch"],
+            hessian_key=jax.random.fold_in(key, 100 + epoch),
+        )
+        tracked.append({"epoch": epoch, **s.summary()})
+
+    for name, b in regimes.items():
+        curves[name] = runner.curve(
+            params0, b, best_lr[name], 0.0, epochs, on_epoch=track if name == "minibatch" else None
+        )
+    bar.update()
+
+    # 4: momentum 0.9 at the mini-batch size, its own best learning rate.
+    mom_grid = [lr / 8 for lr in lr_grid]
+    finals = runner.sweep(params0, mid, mom_grid, cfg["momentum"], epochs)
+    best_lr["momentum"] = mom_grid[int(np.argmin(finals))]
+    curves["momentum"] = runner.curve(params0, mid, best_lr["momentum"], cfg["momentum"], epochs)
+    bar.update()
+
+    # 1: variance vs batch size at the trained mini-batch params, measured vs predicted.
+    trained = curves["minibatch"]["final_params"]
+    st = pe.stats(loss_fn, trained, x, y)
+    k = gram_matrix(loss_fn, trained, x, y)
+    variance = {"batch": batches, "with_replacement": {}, "without_replacement": {}}
+    for sampling in ("with_replacement", "without_replacement"):
+        meas, se, pred = [], [], []
+        for i, b in enumerate(batches):
+            v = measured_variance(k, b, sampling, cfg["mc_samples"], jax.random.fold_in(key, i))
+            meas.append(float(v.mean()))
+            se.append(float(v.std() / math.sqrt(len(v))))
+            pred.append(float(st.minibatch_variance(b, sampling)))  # type: ignore[arg-type]
+        variance[sampling] = {"measured": meas, "standard_error": se, "predicted": pred}
+    variance["trace_cov"] = float(st.trace_cov)
+    variance["grad_sq_norm"] = float(st.grad_sq_norm)
+    variance["grad_sq_norm_from_gram"] = float(jnp.sum(k) / n**2)
+    metrics["variance_vs_batch"] = variance
+    bar.update()
+
+    # 6 and 3: steps to the target loss vs batch size, tuned learning rate per batch size.
+    scaling, lo = [], 0
+    for b in batches:
+        lrs = lr_grid[lo : lo + cfg["sweep_lrs_per_batch"]]
+        max_steps = int(min(100_000, 20 * n / b + 2000 * (not quick) + 200 * quick))
+        r = runner.steps_to_target(
+            params0, b, lrs, cfg["target_loss"], max_steps, cfg["eval_ratio"]
+        )
+        scaling.append(r)
+        if r["best_lr"] is not None:  # the best learning rate grows with B: shift the grid
+            lo = max(lo, lr_grid.index(r["best_lr"]) - 1)
+            lo = min(lo, len(lr_grid) - cfg["sweep_lrs_per_batch"])
+        bar.update()
+    reached = [r for r in scaling if r["steps"] is not None]
+    crit = (
+        critical_batch([r["batch"] for r in reached], [r["steps"] for r in reached])
+        if len(reached) >= 2
+        else {}
+    )
+    b_simple = [t["b_simple"] for t in tracked]
+    b_noise = [t["b_noise"] for t in tracked]
+    noise = {
+        "b_simple_start": b_simple[0],
+        "b_simple_end": b_simple[-1],
+        "b_simple_mean": float(np.mean(b_simple)),
+        "b_noise_start": b_noise[0],
+        "b_noise_end": b_noise[-1],
+        "b_noise_mean": float(np.nanmean(b_noise)),
+    }
+    if crit:
+        bc = crit["b_crit_emin_over_smin"]
+        ratio = noise["b_simple_mean"] / bc
+        crit["noise_scale_vs_critical"] = {
+            **noise,
+            "b_simple_mean_over_b_crit": ratio,
+            "b_noise_mean_over_b_crit": noise["b_noise_mean"] / bc,
+            "verdict": (
+                "B_simple (mean over training) is within a factor 3 of the measured critical "
+                "batch size"
+                if 1 / 3 <= ratio <= 3
+                else f"B_simple (mean over training) is off the measured critical batch size by a "
+                f"factor {ratio:.1f}: it does not predict it well on this data"
+            ),
+        }
+    metrics["steps_to_target"] = {"target_loss": cfg["target_loss"], "runs": scaling, **crit}
+    metrics["best_lr_vs_batch"] = {str(r["batch"]): r["best_lr"] for r in scaling}
+    bar.update()
+
+    # 7: class-sorted data, no shuffling, the mini-batch learning rate.
+    order = np.argsort(y_np, kind="stable")
+    sorted_runner = Runner(loss_fn, x[order], y[order], runner.key)
+    curves["sorted_no_shuffle"] = sorted_runner.curve(
+        params0, mid, best_lr["minibatch"], 0.0, epochs, shuffle=False
+    )
+    bar.update()
+    bar.close()
+
+    for c in curves.values():
+        c.pop("final_params", None)
+    metrics["best_lr"] = best_lr
+    metrics["curves"] = curves
+    metrics["noise_scales_over_training"] = tracked
+    metrics["final_loss"] = {name: c["loss"][-1] for name, c in curves.items()}
+    metrics["train_seconds"] = {name: c["seconds"][-1] for name, c in curves.items()}
+    figures += plot_all(out, cfg, metrics, regimes, mnist)
+    headline = [
+        f"final train loss after {epochs} epochs: "
+        + ", ".join(f"{k} {metrics['final_loss'][k]:.3f}" for k in [*regimes, "momentum"]),
+        f"class-sorted without shuffling: {metrics['final_loss']['sorted_no_shuffle']:.3f} "
+        f"(shuffled: {metrics['final_loss']['minibatch']:.3f})",
+    ]
+    if crit:
+        headline.append(
+            f"critical batch E_min/S_min = {crit['b_crit_emin_over_smin']:.0f}; "
+            f"B_simple {noise['b_simple_mean']:.0f}, B_noise {noise['b_noise_mean']:.0f} "
+            "(means over training)"
+        )
+    data = {"used": [data_info], "skipped": []}
+    if not mnist:
+        data["skipped"] = [{"what": "MNIST", "why": data_info["why"]}]
+    return common.write_metrics(
+        out, cfg, metrics, data, timer(), name=NAME, headline=headline, figures=figures
+    )
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plot_all(out: str, cfg: dict, m: dict, regimes: dict, mnist: bool) -> list[str]:
+    """The seven figures; returns their file names."""
+    figs = []
+    data = "MNIST" if mnist else "spiral"
+    v = m["variance_vs_batch"]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    b = np.asarray(v["batch"], float)
+    for sampling, color in (("with_replacement", "C0"), ("without_replacement", "C1")):
+        pred = np.asarray(v[sampling]["predicted"])
+        meas = np.asarray(v[sampling]["measured"])
+        ok = pred > 0
+        ax.loglog(b[ok], pred[ok], "-", color=color, label=f"predicted, {sampling}")
+        pos = meas > 1e-12 * max(meas.max(), 1e-30)
+        ax.loglog(b[pos], meas[pos], "o", color=color, ms=4, label=f"measured, {sampling}")
+    ax.set(
+        xlabel="batch size B",
+        ylabel="E|g_B - G|^2",
+        title=f"Mini-batch gradient variance ({data}); w/o replacement is 0 at B=N",
+    )
+    ax.legend(fontsize=7)
+    figs.append(common.save_figure(fig, out, "variance_vs_batch.png"))
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for name in regimes:
+        c = m["curves"][name]
+        label = f"{name} (B={regimes[name]}, lr={m['best_lr'][name]:g})"
+        for ax, key in zip(axes, ("epoch", "examples", "seconds"), strict=True):
+            xs = np.maximum(np.asarray(c[key], float), 1e-4 if key == "seconds" else 1)
+            ax.plot(xs, c["loss"], label=label)
+    for ax, lab in zip(
+        axes, ("epochs", "gradient evaluations (examples)", "wall-clock (s)"), strict=True
+    ):
+        ax.set(xlabel=lab, ylabel="training loss", yscale="log")
+    axes[1].set_xscale("log")
+    axes[2].set_xscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"SGD vs mini-batch vs full batch ({data})")
+    figs.append(common.save_figure(fig, out, "regimes_loss.png"))
+
+    runs = [r for r in m["steps_to_target"]["runs"] if r["steps"] is not None]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.loglog([r["batch"] for r in runs], [r["best_lr"] for r in runs], "o-")
+    ax.set(
+        xlabel="batch size B",
+        ylabel="best learning rate",
+        title=f"Best learning rate vs batch size ({data})",
+    )
+    figs.append(common.save_figure(fig, out, "best_lr_vs_batch.png"))
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name in ("minibatch", "momentum"):
+        c = m["curves"][name]
+        ax.plot(c["epoch"], c["loss"], label=f"{name} lr={m['best_lr'][name]:g}")
+    ax.set(
+        xlabel="epoch",
+        ylabel="training loss",
+        yscale="log",
+        title=f"Vanilla SGD vs momentum {cfg['momentum']} (B={cfg['mid_batch']})",
+    )
+    ax.legend()
+    figs.append(common.save_figure(fig, out, "momentum.png"))
+
+    t = m["noise_scales_over_training"]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.semilogy([r["epoch"] for r in t], [r["b_simple"] for r in t], "o-", label="B_simple")
+    ax.semilogy(
+        [r["epoch"] for r in t],
+        [max(r["b_noise"], 1e-3) for r in t],
+        "s-",
+        label="B_noise (Hessian-aware)",
+    )
+    ax.set(
+        xlabel="epoch",
+        ylabel="noise scale (examples)",
+        title=f"Noise scales over training (B={cfg['mid_batch']})",
+    )
+    ax.legend()
+    figs.append(common.save_figure(fig, out, "noise_scales.png"))
+
+    st = m["steps_to_target"]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    if runs:
+        bb = np.asarray([r["batch"] for r in runs], float)
+        ax.loglog(bb, [r["steps"] for r in runs], "o-", label="measured (tuned lr)")
+    if "s_min" in st:
+        ax.loglog(
+            bb,
+            st["fit_s_min"] * (1 + st["fit_b_crit"] / bb),
+            "--",
+            label=f"fit S_min(1 + B_crit/B), B_crit={st['fit_b_crit']:.0f}",
+        )
+        ax.axvline(
+            st["b_crit_emin_over_smin"],
+            color="k",
+            ls=":",
+            label=f"E_min/S_min = {st['b_crit_emin_over_smin']:.0f}",
+        )
+        nz = st["noise_scale_vs_critical"]
+        ax.axvline(
+            nz["b_simple_mean"],
+            color="C2",
+            ls="-.",
+            label=f"B_simple (mean) = {nz['b_simple_mean']:.0f}",
+        )
+        if np.isfinite(nz["b_noise_mean"]) and nz["b_noise_mean"] > 0:
+            ax.axvline(
+                nz["b_noise_mean"],
+                color="C3",
+                ls="-.",
+                label=f"B_noise (mean) = {nz['b_noise_mean']:.0f}",
+            )
+    ax.set(
+        xlabel="batch size B",
+        ylabel=f"steps to training loss {st['target_loss']}",
+        title=f"Steps to target vs batch size ({data})",
+    )
+    ax.legend(fontsize=7)
+    figs.append(common.save_figure(fig, out, "steps_vs_batch.png"))
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, label in (
+        ("minibatch", "shuffled"),
+        ("sorted_no_shuffle", "class-sorted, no shuffle"),
+    ):
+        c = m["curves"][name]
+        ax.plot(c["epoch"], c["loss"], label=label)
+    ax.set(
+        xlabel="epoch",
+        ylabel="training loss",
+        yscale="log",
+        title=f"Why sampling matters (B={cfg['mid_batch']})",
+    )
+    ax.legend()
+    figs.append(common.save_figure(fig, out, "sorted_control.png"))
+    return figs
+
+
+if __name__ == "__main__":
+    main()
