@@ -20,6 +20,7 @@ from fnet import (
 )
 from fnet import per_example
 from fnet import distributed
+from fnet.train import evaluate, fit
 from fnet.combinators import parallel, residual, serial
 from fnet.core import Model, StatefulModel, as_stateful, is_stateful, layer_key
 from fnet.layers import (
