@@ -23,7 +23,7 @@ from fnet.train import (
     TrainState,
     batch_plan,
     evaluate,
-    every,
+    every_k_epochs,
     fit,
     supervised,
     train_step,
@@ -259,7 +259,7 @@ def test_hooks_get_epoch_params_state_every_k_epochs():
     fit(SMALL_OBJ, _init(SMALL), SGD, X, Y, key=jax.random.key(3), epochs=4, batch_size=30,
         progress=False,
         on_epoch_end=[lambda e, p, s: seen.append((e, jax.device_get(p), s)),
-                      every(2, lambda e, p, s: every_two.append(e))])  # fmt: skip
+                      every_k_epochs(2, lambda e, p, s: every_two.append(e))])  # fmt: skip
     assert [e for e, _, _ in seen] == [1, 2, 3, 4] and every_two == [2, 4]
     assert seen[0][2] == {} and not _leaves_equal(seen[0][1], seen[1][1])
 
@@ -327,4 +327,4 @@ def test_other_bad_arguments():
         fit(lambda p_, s, x, y, k: SMALL_OBJ(p_, s, x, y, k), p, SGD, X, Y,
             key=jax.random.key(0), epochs=1, batch_size=30, validation=(X, Y))  # fmt: skip
     with pytest.raises(ValueError, match="k must be"):
-        every(0, print)
+        every_k_epochs(0, print)

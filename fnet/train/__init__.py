@@ -15,7 +15,7 @@ See ``docs/training.md``.
 from fnet.train.epoch import BatchPlan, Remainder, batch_plan, evaluate_objective, run_epoch
 from fnet.train.evaluate import evaluate
 from fnet.train.fit import FitResult, fit
-from fnet.train.hooks import Hook, every
+from fnet.train.hooks import Hook, every_k_epochs
 from fnet.train.objective import Metrics, Objective, correct_predictions, supervised
 from fnet.train.step import StepFn, TrainState, train_step
 
@@ -32,7 +32,7 @@ __all__ = [
     "correct_predictions",
     "evaluate",
     "evaluate_objective",
-    "every",
+    "every_k_epochs",
     "fit",
     "run_epoch",
     "supervised",

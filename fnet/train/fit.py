@@ -148,7 +148,7 @@ def fit(
       progress: ``True``: a tqdm bar updated once per epoch with loss/accuracy, shown only
         on a terminal or in Jupyter; ``False``: none; a file object: always, there.
       on_epoch_end: a hook or list of hooks ``hook(epoch, params, state)`` called after
-        each epoch (1-based ``epoch``); wrap with :func:`fnet.train.every` for every k
+        each epoch (1-based ``epoch``); wrap with :func:`fnet.train.every_k_epochs` for every k
         epochs. The arrays are valid until the next epoch starts (their buffers are then
         donated): copy what you keep, e.g. ``jax.device_get(params)``. Return values are
         ignored.
