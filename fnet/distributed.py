@@ -24,6 +24,7 @@ fnet places); a mesh with ``Explicit`` axes is converted (:func:`as_auto`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "data_axis",
     "data_mesh",
     "data_size",
+    "epoch_fn",
     "global_batch",
     "host_shard",
     "initialize",
@@ -280,6 +282,29 @@ class ShardedObjective:
     def __call__(self, params: Any, state: Any, x: Any, y: Any, key: Any, **kwargs: Any):
         x, y = constrain_batch((x, y), self.mesh)
         return self.objective(params, state, x, y, key, **kwargs)
+
+
+@functools.lru_cache(maxsize=64)
+def _epoch_jit(treedef: Any, shardings: tuple[NamedSharding, ...], rep: NamedSharding):
+    from fnet.train.epoch import run_epoch
+
+    return jax.jit(
+        run_epoch,
+        static_argnames=("objective", "optimizer", "batch_size", "remainder"),
+        donate_argnums=(0,),
+        out_shardings=(jax.tree.unflatten(treedef, shardings), rep),
+    )
+
+
+def epoch_fn(mesh: Mesh, train_state: Any, *, min_size: int = MIN_SHARD_SIZE):
+    """``fnet.train.epoch.run_epoch`` with its outputs pinned to the input shardings.
+
+    The train state comes out with :func:`param_shardings` (as it went in) and the
+    metrics replicated, so every epoch reuses one compiled computation. Memoized per
+    mesh, state structure and shardings, so repeated ``fit`` calls reuse it too.
+    """
+    shardings, treedef = jax.tree.flatten(param_shardings(train_state, mesh, min_size=min_size))
+    return _epoch_jit(treedef, tuple(shardings), replicated(mesh))
 
 
 def train_step(

@@ -219,15 +219,16 @@ def fit(
     ts = _copy_tree(ts)
     if mesh is None:
         x, y = jax.device_put(x), jax.device_put(y)
-        train_objective = objective
-    else:  # the same epoch computation; shardings decided at the jit boundary
+        train_objective, epoch_fn = objective, run_epoch
+    else:  # the same epoch computation; shardings fixed at the jit boundary
         ts, key = distributed.place(ts, mesh), distributed.replicate(key, mesh)
         x, y = distributed.place_data(x, mesh), distributed.place_data(y, mesh)
         train_objective = distributed.ShardedObjective(objective, distributed.as_auto(mesh))
+        epoch_fn = distributed.epoch_fn(mesh, ts)
     static = dict(objective=train_objective, optimizer=optimizer, batch_size=batch_size,
                   remainder=remainder)  # fmt: skip
     t0 = time.perf_counter()
-    run_epoch.lower(ts, x, y, key, np.int32(0), **static).compile()
+    epoch_fn.lower(ts, x, y, key, np.int32(0), **static).compile()
     if validation is not None:
         x_val, y_val = jax.device_put(validation[0]), jax.device_put(validation[1])
         if mesh is not None:
@@ -241,7 +242,7 @@ def fit(
     with ProgressBar(epochs - done, progress_enabled(progress)) as bar:
         for epoch in range(done, epochs):
             t = time.perf_counter()
-            ts, step_metrics = run_epoch(ts, x, y, key, np.int32(epoch), **static)
+            ts, step_metrics = epoch_fn(ts, x, y, key, np.int32(epoch), **static)
             step_metrics = jax.device_get(jax.block_until_ready(step_metrics))
             jax.block_until_ready(ts)
             history["epoch_time"].append(time.perf_counter() - t)
