@@ -54,7 +54,7 @@ def make_config(quick: bool, mnist: bool) -> dict[str, Any]:
             "hidden": 16,
             "epochs": 2,
             "lr_grid_exponents": [-6, -4, -2, 0, 2],
-            "sweep_lrs_per_batch": 3,
+            "sweep_lrs_per_batch": 5,
             "mc_samples": 64,
             "hessian_examples": 8,
             "hessian_batch": 128,
@@ -74,7 +74,8 @@ def make_config(quick: bool, mnist: bool) -> dict[str, Any]:
             "target_loss": 0.35 if mnist else 0.6,
             "eval_ratio": 1.15,
         }
-    cfg["mid_batch"] = 100 if not quick else 32
+    cfg["mid_batch"] = 100 if not quick else 64
+    cfg["batch_base"] = 4 if quick else 2  # batch sizes: powers of this, and N
     cfg["momentum"] = 0.9
     cfg["sampling"] = "without_replacement (shuffled epochs, last partial batch dropped)"
     cfg["loss"] = "softmax cross-entropy, mean over the batch"
@@ -347,11 +348,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     lr_grid = [2.0**e for e in cfg["lr_grid_exponents"]]
     mid, full_b, epochs = cfg["mid_batch"], n, cfg["epochs"]
     regimes = {"sgd": 1, "minibatch": mid, "full_batch": full_b}
-    batches = sorted({2**k for k in range(int(math.log2(n)) + 1)} | {n})
+    base = cfg["batch_base"]
+    batches = sorted({base**k for k in range(int(math.log(n, base) + 1e-9) + 1)} | {n})
     out = args.out
     metrics: dict[str, Any] = {}
     figures: list[str] = []
-    bar = tqdm(total=len(regimes) + 2 + len(batches) + 2, desc=NAME, unit="part")
+    bar = tqdm(total=len(regimes) + len(batches) + 5, desc=NAME, unit="part")
 
     # 2 (and 4's vanilla half): fixed epoch budget, best learning rate per regime.
     best_lr, curves = {}, {}

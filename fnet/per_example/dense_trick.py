@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from fnet.core import Model, Params, layer_key
 from fnet.per_example.objective import ModelLoss
 
-__all__ = ["NotEligible", "dense_chain", "outer_grads", "weighted_sums"]
+__all__ = ["NotEligible", "dense_chain", "factors", "outer_grads", "weighted_sums"]
 
 
 class NotEligible(Exception):
@@ -181,3 +181,16 @@ def outer_grads(
         name: {"w": jnp.einsum("ni,no->nio", acts[name].astype(d.dtype), d), "b": d}
         for name, d in deltas.items()
     }
+
+
+def factors(
+    loss_fn: ModelLoss, params: Params, x: jax.Array, y: Any, keys: Any = None
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    """The trick's factors: Dense inputs ``{name: (n, d_in)}`` and output gradients
+    ``{name: (n, d_out)}`` of each example's loss, so that ``g_i`` of layer ``name`` is
+    ``w: outer(a_i, delta_i)``, ``b: delta_i``. Inner products follow:
+    ``<g_i, g_j> = sum_layers (a_i . a_j + 1)(delta_i . delta_j)`` (a Gram matrix).
+    """
+    n = x.shape[0]
+    _, acts, deltas = _backward(loss_fn, params, x, y, jnp.ones((n,), jnp.float32), keys)
+    return acts, deltas
