@@ -141,13 +141,12 @@ def test_out_of_range_ids_give_exactly_zero_loss_and_gradient_under_jit():
         (losses.mean_squared_error, LOGITS, np.ones((3, 3))),
     ],
 )
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_float32_in_gives_float32_out_with_x64_enabled(loss, x, y, reduction):
+def test_float32_in_gives_float32_out_with_x64_enabled(loss, x, y):
     assert jax.config.jax_enable_x64
-    out = loss(jnp.asarray(x, jnp.float32), y, reduction=reduction)
-    assert out.dtype == jnp.float32
-    grad = jax.grad(lambda z: jnp.sum(loss(z, y, reduction=reduction)))(jnp.asarray(x, jnp.float32))
-    assert grad.dtype == jnp.float32
+    x32 = jnp.asarray(x, jnp.float32)
+    for reduction in ("mean", "sum", "none"):
+        assert loss(x32, y, reduction=reduction).dtype == jnp.float32
+    assert jax.jit(jax.grad(lambda z: loss(z, y)))(x32).dtype == jnp.float32
 
 
 def test_hinge_margin_given_as_python_float_keeps_float32():
@@ -200,7 +199,7 @@ def test_per_example_gradients_via_vmap_of_grad_match_rows_of_batched_gradient()
     def one(w, xi, yi):
         return losses.softmax_cross_entropy_per_example(xi @ w, yi)
 
-    per_ex = jax.vmap(jax.grad(one), in_axes=(None, 0, 0))(w, x, y)
+    per_ex = jax.jit(jax.vmap(jax.grad(one), in_axes=(None, 0, 0)))(w, x, y)
     total = jax.grad(lambda w: losses.softmax_cross_entropy(x @ w, y, reduction="sum"))(w)
     chex.assert_trees_all_close(per_ex.sum(0), total, rtol=1e-12)
 
@@ -212,18 +211,27 @@ def _small_random(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=shape)
 
 
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_softmax_cross_entropy_passes_gradcheck(reduction):
-    logits = _small_random(0, (6, 4))
+def test_softmax_cross_entropy_passes_gradcheck_for_ids_and_soft_labels_mean_and_sum():
+    # One check, four leaves: the report gives each combination its own error.
     ids = np.array([0, 1, 2, 3, 0, 1])
     soft = np.random.default_rng(1).dirichlet(np.ones(4), size=6)
-    for labels in (ids, soft):
-        report = check_grad(
-            lambda z, labels=labels: losses.softmax_cross_entropy(z, labels, reduction=reduction),
-            logits,
+    x = {
+        k: _small_random(i, (6, 4))
+        for i, k in enumerate(["ids_mean", "ids_sum", "soft_mean", "soft_sum"])
+    }
+
+    def f(z):
+        ce = losses.softmax_cross_entropy
+        return (
+            ce(z["ids_mean"], ids)
+            + ce(z["ids_sum"], ids, reduction="sum")
+            + ce(z["soft_mean"], soft)
+            + ce(z["soft_sum"], soft, reduction="sum")
         )
-        assert report.passed, report
-        assert report.max_rel_error < 1e-6
+
+    report = check_grad(f, x)
+    assert report.passed, report
+    assert len(report.errors) == 4 and report.max_rel_error < 1e-6
 
 
 def test_multiclass_hinge_passes_gradcheck_away_from_kinks():
@@ -240,12 +248,16 @@ def test_multiclass_hinge_passes_gradcheck_away_from_kinks():
 
 
 def test_binary_logistic_and_mse_pass_gradcheck():
-    s = _small_random(4, (8,))
     y = np.where(np.random.default_rng(5).random(8) > 0.5, 1, -1)
-    assert check_grad(lambda s: losses.binary_logistic(s, y), s).passed
-    p, t = _small_random(6, (5, 3)), _small_random(7, (5, 3))
-    report = check_grad(lambda p: losses.mean_squared_error(p, t), p)
+    t = _small_random(7, (5, 3))
+    x = {"logistic": _small_random(4, (8,)), "mse": _small_random(6, (5, 3))}
+
+    def f(z):
+        return losses.binary_logistic(z["logistic"], y) + losses.mean_squared_error(z["mse"], t)
+
+    report = check_grad(f, x)
     assert report.passed, report
+    assert set(report.errors) == {"logistic", "mse"}
 
 
 def test_gradients_of_losses_with_respect_to_a_linear_model_pass_gradcheck():

@@ -106,15 +106,16 @@ def test_hinge_stops_pulling_once_margins_are_met_cross_entropy_always_pulls():
     its hinge loss is 0 and its gradient exactly 0. Cross-entropy's gradient
     softmax(s) - onehot(y) is never 0 for finite scores: it keeps pushing. So does L2,
     whose gradient 2w is zero only at w = 0."""
-    car, label = SCORES[1:2], CORRECT[1:2]
-    hinge_grad = jax.grad(lambda s: losses.multiclass_hinge(s, label))(car)
-    ce_grad = jax.grad(lambda s: losses.softmax_cross_entropy(s, label))(car)
-    assert losses.multiclass_hinge(car, label) == 0.0
-    np.testing.assert_array_equal(hinge_grad, 0.0)
-    assert bool(jnp.all(ce_grad != 0.0))
-    chex.assert_trees_all_close(ce_grad, jax.nn.softmax(car) - jax.nn.one_hot(label, 3))
-    # Even scaling the scores up 10x (margins far exceeded) leaves CE pulling.
-    assert bool(jnp.all(jax.grad(lambda s: losses.softmax_cross_entropy(10 * s, label))(car)))
-    # The other two images violate margins: their hinge gradients are not zero.
-    others = jax.grad(lambda s: losses.multiclass_hinge(s, CORRECT[::2]))(SCORES[::2])
-    assert bool(jnp.any(others != 0.0))
+    # Summed over the batch, row i of the gradient is example i's own gradient.
+    hinge_grad = jax.jit(jax.grad(lambda s: losses.multiclass_hinge(s, CORRECT, reduction="sum")))
+    ce_grad = jax.jit(jax.grad(lambda s: losses.softmax_cross_entropy(s, CORRECT, reduction="sum")))
+    per_example_hinge = losses.multiclass_hinge(SCORES, CORRECT, reduction="none")
+    assert per_example_hinge[1] == 0.0
+    g = hinge_grad(SCORES)
+    np.testing.assert_array_equal(g[1], 0.0)  # the car image: margins met, no pull
+    assert bool(jnp.any(g[0] != 0.0)) and bool(jnp.any(g[2] != 0.0))  # margins violated
+    g = ce_grad(SCORES)
+    chex.assert_trees_all_close(g, jax.nn.softmax(SCORES, axis=-1) - jax.nn.one_hot(CORRECT, 3))
+    assert bool(jnp.all(g[1] != 0.0))  # CE still pulls on the car image
+    # Even with every score 10x larger (margins far exceeded), CE keeps pulling.
+    assert bool(jnp.all(ce_grad(10 * SCORES)[1] != 0.0))
