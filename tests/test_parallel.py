@@ -2,13 +2,16 @@
 
 The multi-device checks run once, in a subprocess with 8 forced CPU devices
 (``tests/parallel_worker.py``; the device count is fixed when JAX starts), and each test
-below asserts on one of its measurements. The in-process tests need one device only.
+below asserts on one of its measurements. A 2-process job on localhost
+(``tests/parallel_multihost.py``) exercises the multi-host path. The in-process tests need
+one device only.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -151,3 +154,61 @@ def test_initialize_is_a_no_op_on_one_process():
     distributed.initialize()  # no cluster detected: nothing happens
     distributed.initialize(num_processes=1)
     assert jax.process_count() == 1
+
+
+# ------------------------------------------------------------------ two processes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def multihost(tmp_path_factory) -> dict:
+    """A 2-process job (2 CPU devices each) joined through jax.distributed on localhost."""
+    out = tmp_path_factory.mktemp("multihost")
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    script, port = os.path.join(HERE, "parallel_multihost.py"), str(_free_port())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, script, str(i), "2", port, str(out)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    errors = []
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        if p.returncode:
+            errors.append(err[-3000:])
+    assert not errors, "\n".join(errors)
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_two_processes_join_one_job_with_all_devices(multihost):
+    assert multihost["process_count"] == 2
+    assert multihost["global_devices"] == 4 and multihost["local_devices"] == 2
+
+
+@pytest.mark.slow
+def test_global_batch_from_per_host_rows_trains_like_one_device(multihost):
+    assert multihost["global_batch_shape"] == [16, 4]
+    assert multihost["global_batch_local_rows"] == 8  # each host holds only its half
+    assert multihost["train_step_rel"] < RTOL
+
+
+@pytest.mark.slow
+def test_fit_across_processes_matches_one_device_and_checkpoints(multihost):
+    assert multihost["fit_rel"] < RTOL and multihost["fit_loss_rel"] < RTOL
+    assert multihost["fit_param_devices"] == 4
+    assert multihost["checkpoints"] == [1, 2, 3]  # 2 epochs, then resumed to 3
