@@ -246,6 +246,9 @@ def test_batchnorm_state_trains_and_changes_only_in_training():
     assert res.history["train_loss"][-1] < res.history["train_loss"][0]
     _, (same, _) = jax.jit(partial(obj, train=False))(res.params, res.state, X, Y, None)
     assert _leaves_equal(same, res.state)
+    scores, _ = model.apply(res.params, res.state, X, train=False)
+    ev = evaluate(model, res.params, X, Y, state=res.state, batch_size=64)
+    assert ev["error_count"] == int(jnp.sum(jnp.argmax(scores, -1) != Y))
     with pytest.raises(ValueError, match="pass the state"):
         fit(obj, params, SGD, X, Y, key=jax.random.key(0), epochs=1, batch_size=100,
             progress=False)  # fmt: skip

@@ -72,7 +72,7 @@ def evaluate(
     """
     n = check_xy(x, y, "evaluate")
     check_batch_size(batch_size, None, "evaluate")
-    x, y = jax.device_put(x), jax.device_put(y)
+    x, y = jnp.asarray(x), jnp.asarray(y)  # on the device once (lists work too)
     state = {} if state is None else state
     sums = _sums(params, state, x, y, model=model, loss_fn=loss_fn, batch_size=min(batch_size, n))
     sums = jax.device_get(sums)
