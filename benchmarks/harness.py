@@ -157,13 +157,19 @@ def optional_import(name: str) -> tuple[Any, str | None]:
 
 
 def peak_rss_subprocess(
-    module: str, function: str, kwargs: Mapping[str, Any], *, timeout: float = 600.0
+    module: str,
+    function: str,
+    kwargs: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600.0,
 ) -> dict[str, Any]:
     """Run ``module.function(**kwargs)`` in a fresh Python and report its memory.
 
     The function returns a JSON-able dict; this adds ``peak_rss_mb`` (``ru_maxrss`` of
     the child at exit) and the child's wall time. A fresh process makes the peak that
-    one call's and nothing else's.
+    one call's and nothing else's; ``env`` adds environment variables that must be set
+    before the process starts (``GLIBC_TUNABLES``).
     """
     code = (
         "import json, resource, sys, importlib\n"
@@ -173,12 +179,12 @@ def peak_rss_subprocess(
         "sys.stdout.write('\\nRESULT ' + json.dumps(out) + '\\n')\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    child_env = {**os.environ, **(env or {})}
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     t = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", code],
-        capture_output=True, text=True, timeout=timeout, check=False, env=env,
+        capture_output=True, text=True, timeout=timeout, check=False, env=child_env,
     )  # fmt: skip
     wall = time.perf_counter() - t
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

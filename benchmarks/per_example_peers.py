@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.harness import optional_import, ratio, time_interleaved
+from benchmarks.harness import optional_import, peak_rss_subprocess, ratio, time_interleaved
 from benchmarks.peers import TORCH_THREADS, torch_dense
 from benchmarks.workloads import MODELS, init_dense, mnist_like
 
@@ -117,13 +117,20 @@ def _torch_cases(torch: Any, x: np.ndarray, y: np.ndarray) -> dict[str, Callable
     }
 
 
-def _rows(batch: int | str, timings: dict[str, Any], torch_func: float | None) -> list[dict]:
+THP_ENV = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+"""glibc's malloc asks for transparent huge pages: 512x fewer faults on big buffers."""
+
+
+def _rows(
+    batch: int | str, timings: dict[Any, Any], torch_func: float | None, allocator: str
+) -> list[dict]:
     rows = []
     for key, t in timings.items():
         framework, what = key
         base = timings.get((framework, "batch grad"))
         rows.append(
             {
+                "allocator": allocator,
                 "batch": batch,
                 "framework": framework,
                 "computes": what,
@@ -138,8 +145,8 @@ def _rows(batch: int | str, timings: dict[str, Any], torch_func: float | None) -
     return rows
 
 
-def run(quick: bool) -> list[dict]:
-    """Rows: one per (batch, framework, computation)."""
+def measure(quick: bool, allocator: str = "default") -> dict[str, list[dict]]:
+    """All the timings of this process (its allocator is fixed when it starts)."""
     torch, note = optional_import("torch")
     batches = (32,) if quick else (32, 128, 512)
     repeats = 2 if quick else 7
@@ -156,13 +163,31 @@ def run(quick: bool) -> list[dict]:
             cases.update({(framework, k): v for k, v in made.items()})
         timings = time_interleaved(cases, repeats=repeats, min_round_s=min_round)  # type: ignore[arg-type]
         tf = timings.get(("torch", "grads"))
-        rows += _rows(batch, timings, tf.median if tf else None)
+        rows += _rows(batch, timings, tf.median if tf else None, allocator)
     if note:
-        rows.append({"framework": "torch", "computes": note})
+        rows.append({"allocator": allocator, "framework": "torch", "computes": note})
     n = 2_000 if quick else 60_000
     x, y = mnist_like(n, seed=7)
     stats_cases = {("fnet", k): v for k, v in _fnet_cases(x, y, stats=True).items()
                    if k in ("batch grad", "stats")}  # fmt: skip
     timings = time_interleaved(stats_cases, repeats=2 if quick else 5)  # type: ignore[arg-type]
-    rows += _rows(f"N={n}", timings, None)
+    rows += _rows(f"N={n}", timings, None, allocator)
+    return {"rows": rows}
+
+
+def run(quick: bool) -> list[dict]:
+    """Rows: one per (allocator, batch, framework, computation).
+
+    The default glibc allocator is measured in this process; the full run repeats
+    everything in a fresh process with :data:`THP_ENV` (huge pages for big buffers).
+    """
+    rows = measure(quick)["rows"]
+    if not quick:
+        try:
+            rows += peak_rss_subprocess(
+                "benchmarks.per_example_peers", "measure",
+                {"quick": quick, "allocator": "glibc hugetlb=1"}, env=THP_ENV,
+            )["rows"]  # fmt: skip
+        except RuntimeError as err:
+            rows.append({"allocator": "glibc hugetlb=1", "computes": f"failed: {err}"[:200]})
     return rows
