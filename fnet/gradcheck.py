@@ -195,7 +195,7 @@ class GradCheckReport:
 
 
 def _require_x64(fn: str) -> None:
-    if not jax.config.jax_enable_x64:
+    if not jax.config.read("jax_enable_x64"):
         raise RuntimeError(
             f"fnet.gradcheck.{fn} compares derivatives in float64, but 64-bit types are "
             "disabled in JAX. Enable them at program start with "
@@ -351,7 +351,7 @@ def _report(
         leaves[path] = LeafCheck(
             path, shape, int(rel.size), err, where, float(a[o, c]), float(n[o, c])
         )
-        worst_all = err if np.isnan(err) or np.isnan(worst_all) else max(worst_all, err)
+        worst_all = float("nan") if np.isnan(err) or np.isnan(worst_all) else max(worst_all, err)
         start = stop
     return GradCheckReport(
         leaves=leaves,
