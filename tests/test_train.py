@@ -102,6 +102,17 @@ def test_optax_momentum_matches_slides_update_rule_and_step_is_pure():
     assert _leaves_equal(params, fnet.cast_floating(_init(LIN), jnp.float64))
 
 
+def test_supervised_objective_is_loss_plus_penalty_eager_and_jit(maybe_jit):
+    params = _init(LIN)
+    obj = supervised(LIN, softmax_cross_entropy, penalty=lambda p: 0.1 * l2(p))
+    loss, (state, m) = maybe_jit(obj)(params, {}, X, Y, None)
+    ce = softmax_cross_entropy(LIN.apply(params, X), Y)
+    np.testing.assert_allclose(m["loss"], ce, rtol=1e-6)
+    np.testing.assert_allclose(loss, ce + 0.1 * l2(params), rtol=1e-6)
+    assert state == {} and set(m) == {"loss", "accuracy", "penalty"}
+    assert loss.dtype == m["loss"].dtype == m["penalty"].dtype == jnp.float32
+
+
 # ------------------------------------------------------------------------ fit
 
 
@@ -244,11 +255,11 @@ def test_batchnorm_state_trains_and_changes_only_in_training():
               batch_size=100, progress=False)  # fmt: skip
     assert not _leaves_equal(res.state, state)
     assert res.history["train_loss"][-1] < res.history["train_loss"][0]
-    _, (same, _) = jax.jit(partial(obj, train=False))(res.params, res.state, X, Y, None)
+    loss, (same, m) = jax.jit(partial(obj, train=False))(res.params, res.state, X, Y, None)
     assert _leaves_equal(same, res.state)
-    scores, _ = model.apply(res.params, res.state, X, train=False)
     ev = evaluate(model, res.params, X, Y, state=res.state, batch_size=64)
-    assert ev["error_count"] == int(jnp.sum(jnp.argmax(scores, -1) != Y))
+    np.testing.assert_allclose(ev["loss"], loss, rtol=1e-5)
+    assert ev["accuracy"] == pytest.approx(float(m["accuracy"]))
     with pytest.raises(ValueError, match="pass the state"):
         fit(obj, params, SGD, X, Y, key=jax.random.key(0), epochs=1, batch_size=100,
             progress=False)  # fmt: skip
