@@ -18,6 +18,7 @@ from typing import Any
 
 from benchmarks import BENCHMARKS
 from benchmarks.harness import SKIP_PEERS_ENV, machine_info, markdown_table
+from benchmarks.report import targets
 
 
 def _load(name: str) -> tuple[Any, str | None]:
@@ -97,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rows": rows,
         }  # fmt: skip
         (out / f"{name}.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    if {"training", "per_example_peers", "dispatch"} & set(names):
+        section = "## targets\n\n" + markdown_table(targets(out))
+        print(section)
+        sections.append(section)
     (out / "results.md").write_text("\n".join(sections))
     return status
 

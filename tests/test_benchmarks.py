@@ -36,6 +36,7 @@ def test_quick_cli_writes_json_and_a_table(tmp_path: Path) -> None:
     assert skipped and "skipped" in skipped[0]["note"]
     assert all(r["samples_per_s"] > 0 for r in record["rows"] if "samples_per_s" in r)
     assert "## training" in (tmp_path / "results.md").read_text()
+    assert "## targets" in proc.stdout and "linear B=100" in proc.stdout
 
 
 def test_missing_module_is_skipped_with_a_note(
