@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import fnet
 from fnet import gradcheck, losses, regularizers
 from fnet.errors import ShapeError
 from fnet.gradcheck import check_grad, check_jacobian, relative_error
@@ -80,11 +81,23 @@ def test_whole_model_params_pass_and_every_leaf_is_reported_by_path():
     assert "PASSED" in text and "dense_1/b" in text and "FAIL" not in text
 
 
-def test_float32_params_are_checked_in_float64():
-    sizes = [4, 6, 3]
-    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), _mlp_params(sizes))
-    report = check_grad(_mlp_objective(sizes), params)
+def test_a_conv_net_of_fnet_layers_passes_with_its_float32_params_checked_in_float64():
+    # The layers are another module's: this is the integration check.
+    model = fnet.serial(fnet.Conv2D(3, 3), fnet.Tanh(), fnet.Flatten(), fnet.Dense(4))
+    _, params = model.init(jax.random.key(0), (-1, 5, 5, 2))
+    assert jax.tree.leaves(params)[0].dtype == jnp.float32
+    # Nonzero biases, so their gradients are generic too.
+    params = jax.tree.map(lambda a: a + 0.1 * jnp.ones_like(a), params)
+    x = np.random.default_rng(0).normal(size=(4, 5, 5, 2))
+    y = np.array([0, 1, 2, 3])
+
+    def objective(p):
+        return losses.softmax_cross_entropy(model.apply(p, x), y) + 1e-2 * regularizers.l2(p)
+
+    report = check_grad(objective, params)
     assert report.passed, report
+    assert report.n_checked == sum(a.size for a in jax.tree.leaves(params))
+    assert "conv2d_0/w" in report.errors and "dense_0/b" in report.errors
 
 
 def test_integer_leaves_are_passed_through_and_not_checked():
