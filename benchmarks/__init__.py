@@ -7,6 +7,7 @@ Results: ``docs/performance.md``.
 """
 
 BENCHMARKS: dict[str, str] = {
+    "roofs": "the machine's roofs: GEMM GFLOP/s, memory bandwidth, page-fault cost, jit dispatch",
     "training": "training throughput of one epoch, fnet vs NumPy/JAX/PyTorch/Flax/Equinox/Haiku",
     "train_throughput": "fnet.train throughput (owned by fnet.train)",
     "per_example_peers": "per-example grads/norms/stats vs the batch gradient, fnet/JAX/torch",
