@@ -105,6 +105,10 @@ def test_fit_resumed_on_a_mesh_is_bit_identical(worker):
     assert worker["resume_on_mesh_param_specs"] == ["P()"]
 
 
+def test_fit_saved_on_8_devices_resumes_on_2(worker):
+    assert worker["resume_on_other_mesh_rel"] < RTOL
+
+
 # ------------------------------------------------------------------ one device, in process
 
 
