@@ -8,6 +8,7 @@ from fnet import (
     activations,
     checkpoint,
     datasets,
+    distributed,
     errors,
     gradcheck,
     initializers,
@@ -15,12 +16,10 @@ from fnet import (
     losses,
     metrics,
     models,
+    per_example,
     regularizers,
     validation,
 )
-from fnet import per_example
-from fnet import distributed
-from fnet.train import evaluate, fit
 from fnet.combinators import parallel, residual, serial
 from fnet.core import Model, StatefulModel, as_stateful, is_stateful, layer_key
 from fnet.layers import (
@@ -44,6 +43,7 @@ from fnet.layers import (
     Tanh,
 )
 from fnet.summary import abstract_init, param_count, summary
+from fnet.train import evaluate, fit
 from fnet.tree import cast_floating
 from fnet.validation import check_labels
 
