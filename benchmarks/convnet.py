@@ -102,15 +102,13 @@ def _jax_case(x, y, batch: int, channels, hidden: int) -> Any:
 
     @partial(jax.jit, donate_argnums=0)
     def run(p, key):
-        perm = jax.random.permutation(key, xd.shape[0])[: steps * batch]
-        xs = xd[perm].reshape(steps, batch, *xd.shape[1:])
-        ys = yd[perm].reshape(steps, batch)
+        rows = jax.random.permutation(key, xd.shape[0])[: steps * batch].reshape(steps, batch)
 
-        def body(q, b):
-            g = jax.grad(loss)(q, *b)
+        def body(q, idx):
+            g = jax.grad(loss)(q, xd[idx], yd[idx])
             return jax.tree.map(lambda a, d: a - LR * d, q, g), None
 
-        return lax.scan(body, p, (xs, ys))[0]
+        return lax.scan(body, p, rows)[0]
 
     box = {"p": (convs, dense), "key": jax.random.key(1)}
 

@@ -11,6 +11,7 @@ measured 2048^3 float32 GEMM rate of the same run.
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from benchmarks.baselines import matmul_peak, numpy_epoch
@@ -64,10 +65,9 @@ def run(quick: bool) -> list[dict]:
             timings = time_interleaved(cases, repeats=repeats)
             examples = (n // batch) * batch
             rate = {name: examples / t.median for name, t in timings.items()}
-            if epoch_times:
-                rate["fnet.fit (epoch_time only)"] = (
-                    examples / sorted(epoch_times)[len(epoch_times) // 2]
-                )
+            timed = sorted(epoch_times[1:])  # [0] is the warm-up call's epoch
+            if timed:
+                rate["fnet.fit (epoch_time only)"] = examples / statistics.median(timed)
             workload = f"{model} B={batch}"
             for name, r in sorted(rate.items(), key=lambda kv: -kv[1]):
                 t = timings.get(name)
