@@ -159,6 +159,7 @@ def check_divisible(batch_size: int, mesh: Mesh, what: str = "batch_size") -> No
 
     The message names both numbers and the nearest batch sizes that would work.
     """
+    mesh = as_auto(mesh)  # TypeError for anything but a Mesh
     d = data_size(mesh)
     if batch_size % d:
         lo, hi = (batch_size // d) * d, (batch_size // d + 1) * d
