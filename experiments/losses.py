@@ -141,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         }
 
     # Figures.
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    fig.subplots_adjust(wspace=0.35)
     for kind, r in results.items():
         pe = r["per_epoch"]
         epochs = np.arange(len(pe["frac_zero_grad"]))
