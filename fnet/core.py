@@ -53,17 +53,8 @@ ApplyFn: TypeAlias = Callable[..., Any]
 
 
 @dataclasses.dataclass(frozen=True)
-class Model:
-    """A stateless model: a named pair of pure functions ``(init, apply)``.
-
-    Attributes:
-      init: ``init(key, input_shape) -> (output_shape, params)``; ``key`` a JAX PRNG key,
-        ``input_shape`` a tuple with a leading batch dimension (``-1`` allowed).
-      apply: ``apply(params, x, *, key=None, train=False) -> y``; ``key`` is needed only
-        by layers that use randomness when ``train=True`` (Dropout).
-      name: the default name combinators give this layer (``"dense"`` -> ``"dense_0"``).
-      children: ``(name, model)`` pairs of a combinator's sub-models, for ``summary``.
-    """
+class _Pair:
+    """Fields shared by both kinds of model; unpacks like ``(init, apply)``."""
 
     init: InitFn
     apply: ApplyFn
@@ -76,7 +67,21 @@ class Model:
 
 
 @dataclasses.dataclass(frozen=True)
-class StatefulModel:
+class Model(_Pair):
+    """A stateless model: a named pair of pure functions ``(init, apply)``.
+
+    Attributes:
+      init: ``init(key, input_shape) -> (output_shape, params)``; ``key`` a JAX PRNG key,
+        ``input_shape`` a tuple with a leading batch dimension (``-1`` allowed).
+      apply: ``apply(params, x, *, key=None, train=False) -> y``; ``key`` is needed only
+        by layers that use randomness when ``train=True`` (Dropout).
+      name: the default name combinators give this layer (``"dense"`` -> ``"dense_0"``).
+      children: ``(name, model)`` pairs of a combinator's sub-models, for ``summary``.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class StatefulModel(_Pair):
     """A model with explicit non-trainable state (running statistics).
 
     Attributes:
@@ -86,15 +91,6 @@ class StatefulModel:
       name: the default name combinators give this layer.
       children: ``(name, model)`` pairs of a combinator's sub-models.
     """
-
-    init: InitFn
-    apply: ApplyFn
-    name: str = "model"
-    children: tuple[tuple[str, AnyModel], ...] = ()
-
-    def __iter__(self) -> Iterator[Callable[..., Any]]:
-        """Unpack like a pair: ``init, apply = model``."""
-        return iter((self.init, self.apply))
 
 
 AnyModel: TypeAlias = Model | StatefulModel
