@@ -13,10 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import __main__ as cli
-from benchmarks.harness import Timing, markdown_table, optional_import, ratio, time_interleaved
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `benchmarks` is not installed; plain `pytest` lacks the cwd
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import __main__ as cli  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    Timing,
+    markdown_table,
+    optional_import,
+    ratio,
+    time_interleaved,
+)
 
 
 def test_quick_cli_writes_json_and_a_table(tmp_path: Path) -> None:
