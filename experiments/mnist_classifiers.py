@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "optimizer": "plain SGD (optax.sgd)",
         "learning_rate": 0.1,
         "batch_size": 100,
-        "epochs": 2 if quick else 30,
+        "epochs": 2 if quick else 100,
         "seeds": 1 if quick else 3,
         "init": "glorot_normal: W ~ N(0, sqrt(2/(M+N))), b = 0",
         "preprocessing": "pixels / 255",
