@@ -54,7 +54,7 @@ def _fnet_case(x, y, batch: int, channels, hidden: int) -> Any:
     _, params = model.init(jax.random.key(0), (-1, *x.shape[1:]))
     xd, yd = jax.device_put(x), jax.device_put(y)
     opt = optax.sgd(LR)  # one object: fit's compiled epoch is cached on it
-    box = {"params": params, "epoch": 0}
+    box: dict[str, Any] = {"params": params, "epoch": 0}
 
     def epoch():
         box["epoch"] += 1
@@ -110,7 +110,7 @@ def _jax_case(x, y, batch: int, channels, hidden: int) -> Any:
 
         return lax.scan(body, p, rows)[0]
 
-    box = {"p": (convs, dense), "key": jax.random.key(1)}
+    box: dict[str, Any] = {"p": (convs, dense), "key": jax.random.key(1)}
 
     def epoch():
         box["key"], k = jax.random.split(box["key"])

@@ -140,7 +140,9 @@ def _compile_times(quick: bool) -> list[dict]:
     from fnet.train import TrainState, train_step
 
     rows = []
-    models = {"mlp 784-200-10": (lambda: fnet.models.mlp([200], 10, "tanh"), (784,))}
+    models: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
+        "mlp 784-200-10": (lambda: fnet.models.mlp([200], 10, "tanh"), (784,))
+    }
     if not quick:
         models["convnet"] = (lambda: fnet.models.convnet(10), (28, 28, 1))
     for name, (make, shape) in models.items():
@@ -155,7 +157,8 @@ def _compile_times(quick: bool) -> list[dict]:
             times["raw jax.jit"].append(time.perf_counter() - t)
             ts = TrainState.create(params, opt)
             t = time.perf_counter()
-            train_step(objective, opt).lower(ts, x, y, jax.random.key(0)).compile()
+            step: Any = train_step(objective, opt)
+            step.lower(ts, x, y, jax.random.key(0)).compile()
             times["fnet train_step"].append(time.perf_counter() - t)
         raw = float(np.median(times["raw jax.jit"]))
         for what, ts_ in times.items():

@@ -20,8 +20,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, TypeVar
 
 __all__ = [
     "SKIP_PEERS_ENV",
@@ -35,6 +35,8 @@ __all__ = [
     "time_interleaved",
 ]
 
+
+K = TypeVar("K", bound=Hashable)
 
 SKIP_PEERS_ENV = "FNET_BENCH_SKIP_PEERS"
 """Set to ``1`` (``--skip-peers``) and :func:`optional_import` reports every peer absent."""
@@ -96,8 +98,8 @@ def _minflt() -> int:
 
 
 def time_interleaved(
-    cases: Mapping[str, Callable[[], Any]], *, repeats: int, min_round_s: float = 0.0
-) -> dict[str, Timing]:
+    cases: Mapping[K, Callable[[], Any]], *, repeats: int, min_round_s: float = 0.0
+) -> dict[K, Timing]:
     """Time several zero-argument callables round-robin.
 
     Each case is first called once (timed as ``compile_s``). With ``min_round_s`` a case
@@ -106,8 +108,8 @@ def time_interleaved(
     times in a row and records the mean time per call. A case that keeps state (a
     training loop updating its params) does so through its own closure.
     """
-    compile_s: dict[str, float] = {}
-    number: dict[str, int] = {}
+    compile_s: dict[K, float] = {}
+    number: dict[K, int] = {}
     for name, fn in cases.items():
         t = time.perf_counter()
         _block(fn())
@@ -118,8 +120,8 @@ def time_interleaved(
             _block(fn())
             once = max(time.perf_counter() - t, 1e-7)
             number[name] = max(1, min(10_000, round(min_round_s / once)))
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    faults: dict[str, int] = dict.fromkeys(cases, 0)
+    times: dict[K, list[float]] = {name: [] for name in cases}
+    faults: dict[K, int] = dict.fromkeys(cases, 0)
     for _ in range(repeats):
         for name, fn in cases.items():
             f0 = _minflt()

@@ -17,7 +17,7 @@ from benchmarks.harness import peak_rss_subprocess
 __all__ = ["measure_stats", "run"]
 
 
-def measure_stats(n: int, method: str) -> dict[str, Any]:
+def measure_stats(n: int, method: Any) -> dict[str, Any]:
     """In a fresh process: memory of one ``stats`` call over ``n`` MNIST-shaped examples."""
     import time
 

@@ -70,7 +70,7 @@ def _jax_loop(
     xd, yd = jax.device_put(x), jax.device_put(y)
     permute = _permuter(x.shape[0], batch_size)
     steps = x.shape[0] // batch_size
-    box = {"state": state, "key": jax.random.key(1)}
+    box: dict[str, Any] = {"state": state, "key": jax.random.key(1)}
 
     def epoch():
         box["key"], k = jax.random.split(box["key"])
@@ -112,7 +112,7 @@ def scan_epoch(spec: DenseSpec, x, y, batch_size: int, lr: float) -> EpochFn:
 
         return lax.scan(body, params, rows.reshape(steps, batch_size))[0]
 
-    box = {"params": _jax_params(spec), "key": jax.random.key(1)}
+    box: dict[str, Any] = {"params": _jax_params(spec), "key": jax.random.key(1)}
 
     def epoch():
         box["key"], k = jax.random.split(box["key"])
@@ -137,7 +137,7 @@ def flax_epoch(spec: DenseSpec, x, y, batch_size: int, lr: float) -> EpochFn:
                     h = jnp.tanh(h)
             return h
 
-    net = Net()
+    net: Any = Net()
     params = net.init(jax.random.key(0), jnp.zeros((1, spec.sizes[0])))
     opt = optax.sgd(lr)
 
@@ -191,7 +191,7 @@ def haiku_epoch(spec: DenseSpec, x, y, batch_size: int, lr: float) -> EpochFn:
             return hk.Linear(sizes[0])(h)
         return hk.nets.MLP(sizes, activation=jnp.tanh)(h)
 
-    net = hk.without_apply_rng(hk.transform(forward))
+    net: Any = hk.without_apply_rng(hk.transform(forward))
     params = net.init(jax.random.key(0), jnp.zeros((1, spec.sizes[0])))
     opt = optax.sgd(lr)
 
@@ -266,7 +266,7 @@ def fnet_fit_epoch(
     _, params = model.init(jax.random.key(0), (-1, spec.sizes[0]))
     opt = optax.sgd(lr)
     xd, yd = jax.device_put(x), jax.device_put(y)
-    box = {"params": params, "epoch": 0}
+    box: dict[str, Any] = {"params": params, "epoch": 0}
 
     def epoch():
         box["epoch"] += 1

@@ -161,7 +161,7 @@ def measure(quick: bool, allocator: str = "default") -> dict[str, list[dict]]:
             ("torch", _torch_cases(torch, x, y) if torch is not None else {}),
         ):
             cases.update({(framework, k): v for k, v in made.items()})
-        timings = time_interleaved(cases, repeats=repeats, min_round_s=min_round)  # type: ignore[arg-type]
+        timings = time_interleaved(cases, repeats=repeats, min_round_s=min_round)
         tf = timings.get(("torch", "grads"))
         rows += _rows(batch, timings, tf.median if tf else None, allocator)
     if note:
@@ -170,7 +170,7 @@ def measure(quick: bool, allocator: str = "default") -> dict[str, list[dict]]:
     x, y = mnist_like(n, seed=7)
     stats_cases = {("fnet", k): v for k, v in _fnet_cases(x, y, stats=True).items()
                    if k in ("batch grad", "stats")}  # fmt: skip
-    timings = time_interleaved(stats_cases, repeats=2 if quick else 5)  # type: ignore[arg-type]
+    timings = time_interleaved(stats_cases, repeats=2 if quick else 5)
     rows += _rows(f"N={n}", timings, None, allocator)
     return {"rows": rows}
 

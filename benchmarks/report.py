@@ -57,7 +57,7 @@ def targets(folder: Path) -> Rows:
     dispatch = _load(folder, "dispatch")
     out: Rows = []
 
-    def add(target: str, value: float | None, ok: Callable[[float], bool], how: str) -> None:
+    def add(target: str, value: Any, ok: Callable[[float], bool], how: str) -> None:
         status = "not measured" if value is None else ("met" if ok(value) else "NOT met")
         out.append({"target": target, "measured": value, "means": how, "status": status})
 

@@ -23,7 +23,7 @@ __all__ = ["run"]
 def _set_numpy_hugepage(enabled: bool) -> bool:
     """Turn NumPy's ``madvise(MADV_HUGEPAGE)`` of big arrays on/off; returns the old value."""
     try:
-        from numpy._core.multiarray import _set_madvise_hugepage
+        from numpy._core.multiarray import _set_madvise_hugepage  # type: ignore[attr-defined]
     except ImportError:  # NumPy 1.x
         from numpy.core.multiarray import _set_madvise_hugepage  # type: ignore[no-redef]
     return bool(_set_madvise_hugepage(enabled))
