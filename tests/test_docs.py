@@ -58,7 +58,18 @@ def test_readme_fifteen_line_example_runs_and_learns_the_spiral(capsys, monkeypa
 
 @pytest.mark.parametrize(
     "page",
-    ["design.md", "getting-started.md", "api.md", "datasets.md", "checkpoints.md"],
+    [
+        "design.md",
+        "getting-started.md",
+        "api.md",
+        "training.md",
+        "per_example.md",
+        "datasets.md",
+        "checkpoints.md",
+        "parallel.md",
+        "results.md",
+        "performance.md",
+    ],
 )
 def test_docs_pages_exist_and_are_linked_from_the_readme(page):
     assert (ROOT / "docs" / page).is_file()
