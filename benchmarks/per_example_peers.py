@@ -64,7 +64,7 @@ def _fnet_parts() -> tuple[Any, Any]:
 
 
 def _fnet_cases(x: np.ndarray, y: np.ndarray, stats: bool) -> dict[str, Callable[[], Any]]:
-    """fnet: batch grad of the same loss, grads, norms (auto and vmap), stats."""
+    """fnet: batch grad of the same loss, grads and norms (auto and vmap paths), stats."""
     from fnet import per_example as pe
 
     loss_fn, params = _fnet_parts()
@@ -73,6 +73,7 @@ def _fnet_cases(x: np.ndarray, y: np.ndarray, stats: bool) -> dict[str, Callable
     cases: dict[str, Callable[[], Any]] = {
         "batch grad": lambda: batch_grad(params, xd, yd),
         "grads": lambda: pe.grads(loss_fn, params, xd, yd),
+        "grads (vmap)": lambda: pe.grads(loss_fn, params, xd, yd, method="vmap"),
         "norms": lambda: pe.norms(loss_fn, params, xd, yd),
         "norms (vmap)": lambda: pe.norms(loss_fn, params, xd, yd, method="vmap"),
     }
