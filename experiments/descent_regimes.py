@@ -197,9 +197,12 @@ class Runner:
         *,
         shuffle=True,
         evals_per_epoch=4,
-        on_epoch=None,
+        on_eval=None,
     ) -> dict[str, list[float]]:
-        """One run, evaluated ``evals_per_epoch`` times an epoch; times only training."""
+        """One run, evaluated ``evals_per_epoch`` times an epoch; times only training.
+
+        ``on_eval(epoch, params, loss)`` is called after each evaluation (not timed).
+        """
         run = self.trainer(batch, shuffle)
         lrs = jnp.asarray([lr], jnp.float32)
         p = replicate(params0, 1)
@@ -209,8 +212,8 @@ class Runner:
         seg = max(1, spe // evals_per_epoch)
         out = {"step": [0], "epoch": [0.0], "examples": [0], "seconds": [0.0]}
         out["loss"] = [float(self.evaluate(p, self.x, self.y)[0])]
-        if on_epoch is not None:
-            on_epoch(0, p)
+        if on_eval is not None:
+            on_eval(0.0, p, out["loss"][0])
         step, elapsed = 0, 0.0
         while step < epochs * spe:
             n_steps = min(seg, epochs * spe - step)
@@ -225,8 +228,8 @@ class Runner:
             out["examples"].append(step * batch)
             out["seconds"].append(elapsed)
             out["loss"].append(float(self.evaluate(p, self.x, self.y)[0]))
-            if on_epoch is not None and step % spe == 0:
-                on_epoch(step // spe, p)
+            if on_eval is not None:
+                on_eval(step / spe, p, out["loss"][-1])
         out["final_params"] = jax.tree.map(lambda a: a[0], p)
         return out
 
@@ -278,19 +281,39 @@ def gram_matrix(loss_fn: Any, params: Any, x: jax.Array, y: jax.Array) -> jax.Ar
 
 def measured_variance(k: jax.Array, batch: int, sampling: str, samples: int, key) -> np.ndarray:
     """``|g_hat - G|^2`` of ``samples`` sampled mini-batch gradients, computed exactly from
-    the Gram matrix: ``w^T K_SS w - 2 w . (K 1/N)_S + 1^T K 1/N^2`` for a batch ``S`` with
-    weights ``w`` (``1/B`` each; repeated indices count twice)."""
+    the Gram matrix ``K``: with ``c`` the batch's weights minus ``1/N`` (``g_hat - G =
+    sum_i c_i g_i``), ``|g_hat - G|^2 = c^T K c``. Small batches gather ``K_SS``
+    (``w^T K_SS w - 2 w . (K 1/N)_S + 1^T K 1/N^2``); large ones use dense ``c``."""
     n = k.shape[0]
     row = jnp.sum(k, axis=1) / n  # <g_i, G>
     g2 = jnp.sum(row) / n  # |G|^2
+    keys = jax.random.split(key, samples)
+
+    def draw(key):
+        return pe.sample_batch(key, n, batch, sampling)  # type: ignore[arg-type]
+
+    if batch <= 256:
+
+        @jax.jit
+        def gathered(keys):
+            def one(key):
+                idx, w = draw(key)
+                return w @ (k[idx][:, idx] @ w) - 2.0 * (w @ row[idx]) + g2
+
+            return jax.vmap(one)(keys)
+
+        return np.asarray(gathered(keys))
 
     @jax.jit
-    def one(key):
-        idx, w = pe.sample_batch(key, n, batch, sampling)  # type: ignore[arg-type]
-        k_ss = k[idx][:, idx]
-        return w @ (k_ss @ w) - 2.0 * (w @ row[idx]) + g2
+    def dense(keys):
+        def weights(key):
+            idx, w = draw(key)
+            return jnp.zeros((n,), k.dtype).at[idx].add(w.astype(k.dtype)) - 1.0 / n
 
-    return np.asarray(jax.lax.map(one, jax.random.split(key, samples), batch_size=64))
+        c = jax.vmap(weights)(keys)  # (R, N)
+        return jnp.sum((c @ k) * c, axis=1)
+
+    return np.asarray(dense(keys))
 
 
 # --------------------------------------------------------------------------- analysis
@@ -329,6 +352,26 @@ def critical_batch(batches: Sequence[int], steps: Sequence[int]) -> dict[str, An
         "fit_b_crit": best[2],
         "regimes": dict(zip(map(int, b), regimes, strict=True)),
     }
+
+
+def noise_summary(tracked: list[dict[str, Any]]) -> dict[str, float]:
+    """Noise scales at the start, where the target loss is first reached, their geometric
+    mean ("to_target": the stretch of training the steps-to-target runs cover), and the
+    mean over every epoch of the run."""
+    out: dict[str, float] = {}
+    at = [t for t in tracked if t["at_target"]]
+    for name in ("b_simple", "b_noise"):
+        values = np.asarray([t[name] for t in tracked], float)
+        start = float(values[0])
+        hit = float(at[0][name]) if at else float("nan")
+        out[f"{name}_start"] = start
+        out[f"{name}_at_target"] = hit
+        out[f"{name}_to_target"] = (
+            float(np.sqrt(start * hit)) if start > 0 and hit > 0 else float("nan")
+        )
+        out[f"{name}_mean"] = float(np.nanmean(values))
+    out["target_reached_at_epoch"] = float(at[0]["epoch"]) if at else float("nan")
+    return out
 
 
 def _verdict(simple_ratio: float, noise_ratio: float) -> str:
@@ -389,7 +432,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         bar.update()
     tracked: list[dict[str, Any]] = []
 
-    def track(epoch, p):  # 5: noise scales over training (the mini-batch run)
+    def track(epoch, p, loss):  # 5: noise scales each epoch and where the target is first hit
+        at_target = loss <= cfg["target_loss"] and not any(t["at_target"] for t in tracked)
+        if epoch != int(epoch) and not at_target:
+            return
         s = pe.stats(
             loss_fn,
             jax.tree.map(lambda a: a[0], p),
@@ -397,13 +443,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             y,
             hessian_examples=cfg["hessian_examples"],
             hessian_batch=cfg["hessian_batch"],
-            hessian_key=jax.random.fold_in(key, 100 + epoch),
+            hessian_key=jax.random.fold_in(key, 100 + int(4 * epoch)),
         )
-        tracked.append({"epoch": epoch, **s.summary()})
+        tracked.append({"epoch": epoch, "loss": loss, "at_target": at_target, **s.summary()})
 
     for name, b in regimes.items():
         curves[name] = runner.curve(
-            params0, b, best_lr[name], 0.0, epochs, on_epoch=track if name == "minibatch" else None
+            params0, b, best_lr[name], 0.0, epochs, on_eval=track if name == "minibatch" else None
         )
     bar.update()
 
@@ -453,24 +499,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if len(reached) >= 2
         else {}
     )
-    b_simple = [t["b_simple"] for t in tracked]
-    b_noise = [t["b_noise"] for t in tracked]
-    noise = {
-        "b_simple_start": b_simple[0],
-        "b_simple_end": b_simple[-1],
-        "b_simple_mean": float(np.mean(b_simple)),
-        "b_noise_start": b_noise[0],
-        "b_noise_end": b_noise[-1],
-        "b_noise_mean": float(np.nanmean(b_noise)),
-    }
+    noise = noise_summary(tracked)
     if crit:
         bc = crit["b_crit_emin_over_smin"]
-        ratio = noise["b_simple_mean"] / bc
+        ref = "to_target" if np.isfinite(noise["b_simple_to_target"]) else "mean"
+        simple, hess = noise[f"b_simple_{ref}"] / bc, noise[f"b_noise_{ref}"] / bc
         crit["noise_scale_vs_critical"] = {
             **noise,
-            "b_simple_mean_over_b_crit": ratio,
-            "b_noise_mean_over_b_crit": noise["b_noise_mean"] / bc,
-            "verdict": _verdict(ratio, noise["b_noise_mean"] / bc),
+            "compared": f"b_*_{ref}",
+            "b_simple_over_b_crit": simple,
+            "b_noise_over_b_crit": hess,
+            "verdict": _verdict(simple, hess),
         }
     metrics["steps_to_target"] = {"target_loss": cfg["target_loss"], "runs": scaling, **crit}
     metrics["best_lr_vs_batch"] = {str(r["batch"]): r["best_lr"] for r in scaling}
@@ -500,10 +539,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"(shuffled: {metrics['final_loss']['minibatch']:.3f})",
     ]
     if crit:
+        nz = crit["noise_scale_vs_critical"]
+        ref = nz["compared"].removeprefix("b_*_")
+        where = "from the start to the target loss" if ref == "to_target" else "mean over training"
         headline.append(
             f"critical batch E_min/S_min = {crit['b_crit_emin_over_smin']:.0f}; "
-            f"B_simple {noise['b_simple_mean']:.0f}, B_noise {noise['b_noise_mean']:.0f} "
-            "(means over training)"
+            f"B_simple {nz[f'b_simple_{ref}']:.0f}, B_noise {nz[f'b_noise_{ref}']:.0f} ({where})"
         )
     data = {"used": [data_info], "skipped": []}
     if not mnist:
@@ -614,18 +655,19 @@ def plot_all(out: str, cfg: dict, m: dict, regimes: dict, mnist: bool) -> list[s
             label=f"E_min/S_min = {st['b_crit_emin_over_smin']:.0f}",
         )
         nz = st["noise_scale_vs_critical"]
-        ax.axvline(
-            nz["b_simple_mean"],
-            color="C2",
-            ls="-.",
-            label=f"B_simple (mean) = {nz['b_simple_mean']:.0f}",
-        )
-        if np.isfinite(nz["b_noise_mean"]) and nz["b_noise_mean"] > 0:
+        if np.isfinite(nz["b_simple_to_target"]):
             ax.axvline(
-                nz["b_noise_mean"],
+                nz["b_simple_to_target"],
+                color="C2",
+                ls="-.",
+                label=f"B_simple (start to target) = {nz['b_simple_to_target']:.0f}",
+            )
+        if np.isfinite(nz["b_noise_to_target"]) and nz["b_noise_to_target"] > 0:
+            ax.axvline(
+                nz["b_noise_to_target"],
                 color="C3",
                 ls="-.",
-                label=f"B_noise (mean) = {nz['b_noise_mean']:.0f}",
+                label=f"B_noise (start to target) = {nz['b_noise_to_target']:.0f}",
             )
     ax.set(
         xlabel="batch size B",
