@@ -584,7 +584,9 @@ def plot_all(out: str, cfg: dict, m: dict, regimes: dict, mnist: bool) -> list[s
         c = m["curves"][name]
         label = f"{name} (B={regimes[name]}, lr={m['best_lr'][name]:g})"
         for ax, key in zip(axes, ("epoch", "examples", "seconds"), strict=True):
-            xs = np.maximum(np.asarray(c[key], float), 1e-4 if key == "seconds" else 1)
+            xs = np.asarray(c[key], float)
+            if key != "epoch":  # log axis: put the start at a small positive value
+                xs = np.maximum(xs, 1e-4 if key == "seconds" else 1)
             ax.plot(xs, c["loss"], label=label)
     for ax, lab in zip(
         axes, ("epochs", "gradient evaluations (examples)", "wall-clock (s)"), strict=True
