@@ -1,10 +1,11 @@
 """Peak resident memory of ``fnet.per_example.stats`` over N examples, as N grows.
 
 The dense-trick path (``method="auto"`` for this MLP) runs at N = 15k, 30k, 60k, the
-chunked ``vmap`` path at 5k, 10k, 20k. Each N runs in a fresh Python process (:func:`benchmarks.harness.peak_rss_subprocess`).
-Inside it, the MLP 784-200-10 statistics pass is called once to compile, the peak RSS is
-reset (Linux ``clear_refs``), and the second call's peak above the RSS just before it is
-the pass's working memory: flat in N for a streaming reduction, growing like
+chunked ``vmap`` path at 5k, 10k, 20k. Each N runs in a fresh Python process
+(:func:`benchmarks.harness.peak_rss_subprocess`). Inside it, the MLP 784-200-10
+statistics pass is called once to compile, the peak RSS is reset (Linux
+``clear_refs``), and the second call's peak above the RSS just before it is the pass's
+working memory: flat in N for a streaming reduction, growing like
 ``N x params x 4 bytes`` (last column) for a materialised one. ``sq_norms`` (N floats)
 is part of the result, so a few hundred KB of growth is expected.
 """
