@@ -150,7 +150,7 @@ def measure(quick: bool, allocator: str = "default") -> dict[str, list[dict]]:
     """All the timings of this process (its allocator is fixed when it starts)."""
     torch, note = optional_import("torch")
     batches = (32,) if quick else (32, 128, 512)
-    repeats = 2 if quick else 7
+    repeats = 2 if quick else 5
     min_round = 0.0 if quick else 0.05
     rows: list[dict] = []
     for batch in batches:
