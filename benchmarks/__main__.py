@@ -63,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.skip_peers:
         os.environ[SKIP_PEERS_ENV] = "1"
+    # PyTorch's OpenMP threads spin at barriers; on a shared 2-core machine (or beside
+    # XLA's threads in this process) that turns a 10 ms step into 100+ ms. Passive
+    # waiting is set before torch loads; export another value to override it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
@@ -71,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# fnet benchmarks ({mode})\n",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB; "
         + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+        + "".join(f"; {k}={v}" for k, v in machine["env"].items())
         + "\n",
     ]
     print("\n".join(sections))

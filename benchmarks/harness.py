@@ -38,6 +38,7 @@ __all__ = [
 
 K = TypeVar("K", bound=Hashable)
 
+ENV_RECORDED = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "XLA_FLAGS", "GLIBC_TUNABLES")
 SKIP_PEERS_ENV = "FNET_BENCH_SKIP_PEERS"
 """Set to ``1`` (``--skip-peers``) and :func:`optional_import` reports every peer absent."""
 
@@ -256,6 +257,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": versions,
+        "env": {k: os.environ[k] for k in ENV_RECORDED if k in os.environ},
     }
     if "jax" in versions:
         import jax
