@@ -3,6 +3,8 @@ Monte-Carlo estimates."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,16 +25,15 @@ def _linear_loss(p, x, y):
     return jnp.mean(x @ p["theta"]) + quad
 
 
+@functools.cache
 def _points():
-    x = jax.random.normal(jax.random.key(0), (N, 3), jnp.float32) + jnp.array(
-        [[1.0, -2.0, 0.5]], jnp.float32
-    )
-    return x, jnp.zeros((N,), jnp.int32)
+    x = np.random.default_rng(0).standard_normal((N, 3)).astype(np.float32)
+    return x + np.array([[1.0, -2.0, 0.5]], np.float32), np.zeros((N,), np.int32)
 
 
 def test_stats_match_the_closed_form_on_a_quadratic():
     x, y = _points()
-    theta = jnp.array([0.1, -0.2, 0.3], jnp.float32)
+    theta = np.array([0.1, -0.2, 0.3], np.float32)
     s = pe.stats(
         _linear_loss,
         {"theta": theta},
@@ -55,11 +56,12 @@ def test_stats_match_the_closed_form_on_a_quadratic():
     assert s.n == N and s.method == "vmap"
 
 
+@functools.cache
 def _mlp():
     model = fnet.models.mlp([6], 3, "tanh")
-    _, params = model.init(jax.random.key(0), (-1, 4))
-    x = jax.random.normal(jax.random.key(1), (40, 4), jnp.float32)
-    y = jnp.arange(40, dtype=jnp.int32) % 3
+    _, params = jax.jit(model.init, static_argnums=1)(jax.random.key(0), (-1, 4))
+    x = np.random.default_rng(1).standard_normal((40, 4)).astype(np.float32)
+    y = np.arange(40, dtype=np.int32) % 3
     return pe.model_loss(model, softmax_cross_entropy), params, x, y
 
 
@@ -70,37 +72,45 @@ def test_dense_and_vmap_paths_give_the_same_stats():
     assert (d.method, v.method) == ("dense", "vmap")
     for name in ("grad_sq_norm", "mean_sq_norm", "trace_cov", "b_simple"):
         np.testing.assert_allclose(getattr(d, name), getattr(v, name), rtol=1e-4, err_msg=name)
-    batch = jax.grad(loss_fn)(params, x, y)
+    batch = jax.jit(jax.grad(loss_fn))(params, x, y)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), d.grad, batch)
 
 
 @pytest.mark.parametrize("sampling", ["with_replacement", "without_replacement", "poisson"])
 def test_predicted_minibatch_variance_matches_monte_carlo(sampling):
     x, y = _points()
-    params = {"theta": jnp.array([0.1, -0.2, 0.3], jnp.float32)}
+    params = {"theta": np.array([0.1, -0.2, 0.3], np.float32)}
     s = pe.stats(_linear_loss, params, x, y)
     g = pe.grads(_linear_loss, params, x, y)["theta"]  # (N, 3)
     reps = 20000
     keys = jax.random.split(jax.random.key(2), reps)
-    for b in (1, 3, 8):
-        idx, w = jax.vmap(lambda k, b=b: pe.sample_batch(k, N, b, sampling))(keys)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def sampled(b, keys):
+        idx, w = jax.vmap(lambda k: pe.sample_batch(k, N, b, sampling))(keys)
         g_hat = jnp.einsum("rb,rbd->rd", w, g[idx])
-        err = jnp.sum(jnp.square(g_hat - s.grad["theta"][None, :]), axis=1)
-        mc, se = float(jnp.mean(err)), float(jnp.std(err)) / reps**0.5
+        return g_hat, jnp.sum(jnp.square(g_hat - s.grad["theta"][None, :]), axis=1)
+
+    for b in (1, 5):
+        g_hat, err = sampled(b, keys)
+        err, g_hat = np.asarray(err), np.asarray(g_hat)
+        mc, se = float(err.mean()), float(err.std()) / reps**0.5
         want = float(s.minibatch_variance(b, sampling))
         assert abs(mc - want) < 4 * se + 1e-6, (b, mc, want, se)
-        np.testing.assert_allclose(jnp.mean(g_hat, 0), s.grad["theta"], atol=6 * se**0.5)
+        np.testing.assert_allclose(g_hat.mean(0), s.grad["theta"], atol=6 * se**0.5)
 
 
 def test_without_replacement_at_full_batch_has_zero_variance():
     x, y = _points()
-    params = {"theta": jnp.zeros((3,), jnp.float32)}
+    params = {"theta": np.zeros((3,), np.float32)}
     s = pe.stats(_linear_loss, params, x, y)
     assert float(s.minibatch_variance(N, "without_replacement")) == 0.0
     assert float(s.expected_cosine(N, "without_replacement")) == 1.0
     g = pe.grads(_linear_loss, params, x, y)["theta"]
     idx, w = pe.sample_batch(jax.random.key(0), N, N, "without_replacement")
-    np.testing.assert_allclose(w @ g[idx], s.grad["theta"], atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(w) @ np.asarray(g)[np.asarray(idx)], s.grad["theta"], atol=1e-6
+    )
     assert float(s.minibatch_variance(N, "with_replacement")) > 0
 
 
@@ -109,12 +119,12 @@ def test_poisson_sampling_includes_each_example_with_probability_b_over_n():
         jax.random.split(jax.random.key(0), 4000)
     )
     assert idx.shape == (4000, N)
-    sizes = jnp.sum(w > 0, axis=1)
-    assert abs(float(jnp.mean(sizes)) - 3.0) < 0.1
-    np.testing.assert_allclose(jnp.unique(w), [0.0, 1 / 3])
+    w = np.asarray(w)
+    assert abs(float(np.mean(np.sum(w > 0, axis=1))) - 3.0) < 0.1
+    np.testing.assert_allclose(np.unique(w), [0.0, 1 / 3], rtol=1e-6)
 
 
-def test_b_simple_is_infinite_free_and_expected_cosine_shrinks_with_noise():
+def test_expected_cosine_grows_with_batch_size_and_variance_is_trace_over_b():
     loss_fn, params, x, y = _mlp()
     s = pe.stats(loss_fn, params, x, y)
     cos = [float(s.expected_cosine(b, "with_replacement")) for b in (1, 4, 16)]

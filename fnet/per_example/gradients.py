@@ -129,6 +129,15 @@ def resolve_method(loss_fn, params, x, y, keys, state, method: str) -> str:
     return "vmap"
 
 
+def choose_path(loss_fn, params, x, y, key, state, method: str) -> str:
+    """Validate ``method`` and resolve it to ``"dense"`` or ``"vmap"`` before compiling
+    (shapes only, nothing runs), so ``"auto"`` and its path share one compiled function."""
+    _check_method(method)
+    n = batch_size(x)
+    keys = None if key is None else jax.eval_shape(lambda k: jax.random.split(k, n), key)
+    return resolve_method(loss_fn, params, x, y, keys, state, method)
+
+
 def default_chunk(params: Params, method: str, n: int) -> int:
     """A chunk size: ``_DENSE_CHUNK`` for the trick, else ~32 MiB of per-example gradients."""
     if method == "dense":
@@ -207,7 +216,7 @@ def grads(
       A pytree like ``params`` whose leaves have shape ``(n, *leaf.shape)`` and the
       leaves' dtypes. One compiled computation (``jax.jit``).
     """
-    _check_method(method)
+    method = choose_path(loss_fn, params, x, y, key, state, method)  # type: ignore[assignment]
     return _grads_jit(loss_fn, params, x, y, key, state, method)
 
 
@@ -237,7 +246,7 @@ def norms(
     a serial chain of Dense and parameter-free layers, else ``"vmap"``. Arguments as in
     :func:`grads`. Returns the params' floating dtype.
     """
-    _check_method(method)
+    method = choose_path(loss_fn, params, x, y, key, state, method)  # type: ignore[assignment]
     return _norms_jit(loss_fn, params, x, y, key, state, method, chunk_size)
 
 
@@ -293,7 +302,7 @@ def clip_and_average(
     Returns:
       A pytree like ``params`` (same dtypes).
     """
-    _check_method(method)
+    method = choose_path(loss_fn, params, x, y, key, state, method)  # type: ignore[assignment]
     if not clip_norm > 0:
         raise ValueError(f"clip_norm must be positive, got {clip_norm!r}")
     if noise_multiplier < 0:

@@ -20,6 +20,7 @@ so ``tr(Sigma) = mean_i |g_i|^2 - |G|^2``. Every estimator below is unbiased,
 
 from __future__ import annotations
 
+import functools
 from typing import Literal, TypeAlias
 
 import jax
@@ -61,18 +62,17 @@ def minibatch_variance(
       sampling: ``"with_replacement"``, ``"without_replacement"`` or ``"poisson"``.
 
     Returns:
-      A scalar array of ``trace_cov``'s dtype.
+      A scalar of ``trace_cov``'s type and dtype (works on floats, NumPy and JAX arrays).
     """
     check_sampling(sampling)
     _check_size(n, batch_size, sampling)
-    trace_cov = jnp.asarray(trace_cov)
     if sampling == "with_replacement":
-        return trace_cov / batch_size
+        return trace_cov / batch_size  # type: ignore[return-value]
     if sampling == "without_replacement":
         fpc = (n - batch_size) / (n - 1) if n > 1 else 0.0
-        return trace_cov / batch_size * fpc
+        return trace_cov * (fpc / batch_size)  # type: ignore[return-value]
     q = batch_size / n
-    return (1.0 - q) / batch_size * (trace_cov + jnp.asarray(grad_sq_norm, trace_cov.dtype))
+    return (trace_cov + grad_sq_norm) * ((1.0 - q) / batch_size)  # type: ignore[return-value]
 
 
 def expected_cosine(
@@ -88,11 +88,11 @@ def expected_cosine(
     |G|^2``, ``E|g_hat|^2 = |G|^2 + V``); by Jensen it is a lower bound on the mean
     cosine when ``|g_hat|`` varies little. Scalar, in [0, 1].
     """
-    g2 = jnp.asarray(grad_sq_norm)
     v = minibatch_variance(trace_cov, grad_sq_norm, n, batch_size, sampling)
-    return jnp.sqrt(g2 / (g2 + v))
+    return (grad_sq_norm / (grad_sq_norm + v)) ** 0.5  # type: ignore[return-value]
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def sample_batch(
     key: jax.Array, n: int, batch_size: int, sampling: Sampling
 ) -> tuple[jax.Array, jax.Array]:
@@ -101,6 +101,7 @@ def sample_batch(
     ``"with_replacement"`` / ``"without_replacement"``: ``batch_size`` int32 indices and
     weights ``1/B``. ``"poisson"``: all ``n`` indices (a static shape) with weights
     ``1/B`` for the included examples and ``0`` for the others. Weights are float32.
+    ``n``, ``batch_size`` and ``sampling`` are static (one compiled function each).
     """
     check_sampling(sampling)
     _check_size(n, batch_size, sampling)

@@ -27,10 +27,9 @@ from jax import lax
 from fnet.core import Params
 from fnet.per_example.chunking import batch_size, example_keys
 from fnet.per_example.gradients import (
-    METHODS,
     Method,
     _vmap_grads,
-    resolve_method,
+    choose_path,
     stream_sums,
     tree_sq_norm,
 )
@@ -168,12 +167,8 @@ def stats(
     Returns:
       :class:`GradientStats`.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     n = batch_size(x)
-    keys_spec = example_keys(key, 1)
-    one = jax.tree.map(lambda a: a[:1], (x, y))
-    path = resolve_method(loss_fn, params, *one, keys_spec, state, method)
+    path = choose_path(loss_fn, params, x, y, key, state, method)
     grad, g2, mean_sq, sq = _moments(loss_fn, params, x, y, key, state, path, chunk_size)
     trace = mean_sq - g2
     nan = jnp.asarray(jnp.nan, g2.dtype)
