@@ -169,16 +169,18 @@ def peak_rss_subprocess(
 ) -> dict[str, Any]:
     """Run ``module.function(**kwargs)`` in a fresh Python and report its memory.
 
-    The function returns a JSON-able dict; this adds ``peak_rss_mb`` (``ru_maxrss`` of
-    the child at exit) and the child's wall time. A fresh process makes the peak that
+    The function returns a JSON-able dict; this adds ``peak_rss_mb`` (the child's
+    ``VmHWM`` at exit: ``ru_maxrss`` would include the parent's RSS at fork, which Linux
+    carries across ``exec``) and the child's wall time. A fresh process makes the peak that
     one call's and nothing else's; ``env`` adds environment variables that must be set
     before the process starts (``GLIBC_TUNABLES``).
     """
     code = (
-        "import json, resource, sys, importlib\n"
+        "import json, sys, importlib\n"
+        "from benchmarks.harness import peak_rss_mb\n"
         f"fn = getattr(importlib.import_module({module!r}), {function!r})\n"
         f"out = fn(**json.loads({json.dumps(dict(kwargs))!r}))\n"
-        "out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "out['peak_rss_mb'] = peak_rss_mb()\n"
         "sys.stdout.write('\\nRESULT ' + json.dumps(out) + '\\n')\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -216,12 +218,16 @@ def reset_peak_rss() -> bool:
 
 
 def peak_rss_mb() -> float:
-    """``VmHWM`` (peak resident memory since start or :func:`reset_peak_rss`), MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """``VmHWM`` (peak resident memory since start or :func:`reset_peak_rss`), MiB;
+    ``ru_maxrss`` where ``/proc`` is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _cpu_model() -> str:
