@@ -129,13 +129,37 @@ def resolve_method(loss_fn, params, x, y, keys, state, method: str) -> str:
     return "vmap"
 
 
-def choose_path(loss_fn, params, x, y, key, state, method: str) -> str:
-    """Validate ``method`` and resolve it to ``"dense"`` or ``"vmap"`` before compiling
-    (shapes only, nothing runs), so ``"auto"`` and its path share one compiled function."""
-    _check_method(method)
-    n = batch_size(x)
+def _signature(tree: Any) -> tuple:
+    """A hashable description of a pytree's structure, shapes and dtypes."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(jnp.shape(a)), jnp.result_type(a)) for a in leaves)
+
+
+def _rebuild(signature: tuple) -> Any:
+    treedef, leaves = signature
+    return jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in leaves])
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_path(loss_fn, method: str, n: int, params_sig, x_sig, y_sig, key_sig, state_sig):
+    key = _rebuild(key_sig)
     keys = None if key is None else jax.eval_shape(lambda k: jax.random.split(k, n), key)
-    return resolve_method(loss_fn, params, x, y, keys, state, method)
+    state = _rebuild(state_sig)
+    return resolve_method(
+        loss_fn, _rebuild(params_sig), _rebuild(x_sig), _rebuild(y_sig), keys, state, method
+    )
+
+
+def choose_path(loss_fn, params, x, y, key, state, method: str) -> str:
+    """Validate ``method`` and resolve it to ``"dense"`` or ``"vmap"`` before compiling, so
+    ``"auto"`` and its path share one compiled function. Decided from shapes only and
+    memoised per (loss_fn, method, shapes), so repeated calls cost a dictionary look-up."""
+    _check_method(method)
+    sigs = [_signature(t) for t in (params, x, y, key, state)]
+    try:
+        return _cached_path(loss_fn, method, batch_size(x), *sigs)
+    except TypeError:  # an unhashable loss_fn: decide without the memo
+        return _cached_path.__wrapped__(loss_fn, method, batch_size(x), *sigs)
 
 
 def default_chunk(params: Params, method: str, n: int) -> int:
