@@ -46,11 +46,13 @@ def test_quick_run_writes_sane_metrics_and_figures(tmp_path):
     assert v["without_replacement"]["measured"][-1] < 1e-6 * v["without_replacement"]["measured"][0]
     assert math.isclose(v["grad_sq_norm"], v["grad_sq_norm_from_gram"], rel_tol=1e-3)
 
-    # 2, 4, 7: every run trained; the losses are finite and fell.
-    for name in ("sgd", "minibatch", "full_batch", "momentum", "sorted_no_shuffle"):
+    # 2, 4: every run trained; the losses are finite and fell.
+    for name in ("sgd", "minibatch", "full_batch", "momentum"):
         loss = m["curves"][name]["loss"]
         assert all(math.isfinite(x) for x in loss), name
         assert loss[-1] < loss[0], name
+    # 7: the class-sorted, unshuffled control ends worse than shuffled mini-batches.
+    assert m["final_loss"]["sorted_no_shuffle"] > m["final_loss"]["minibatch"]
     assert m["best_lr"]["sgd"] > 0
 
     # 5, 6, 3: noise scales, steps to target, best lr per batch size.
