@@ -97,7 +97,7 @@ def _per_example(step: Step, h: jax.Array, keys: Any, train: bool) -> jax.Array:
 
 
 def weighted_sums(
-    loss_fn: ModelLoss,
+    loss_fn: Any,
     params: Params,
     x: jax.Array,
     y: Any,
@@ -107,7 +107,7 @@ def weighted_sums(
     """``(sum_i w_i g_i, w_i^2 |g_i|^2)`` by the dense-layer trick.
 
     Args:
-      loss_fn: a :class:`ModelLoss` of an eligible chain.
+      loss_fn: a :class:`ModelLoss` of an eligible chain (else NotEligible).
       params: the model's params.
       x: inputs ``(n, ...)``; y: labels ``(n, ...)``.
       weights: ``(n,)`` per-example weights ``w_i`` (a 0/1 padding mask, or clip factors).

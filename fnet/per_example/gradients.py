@@ -66,10 +66,15 @@ def _vmap_grads(loss_fn, params, state, x, y, keys) -> Params:
     return jax.vmap(f, in_axes=(0, 0, None if keys is None else 0))(x, y, keys)
 
 
+def _per_example_sq(g: Params) -> jax.Array:
+    """``|g_i|^2`` ``(n,)`` of per-example gradients with a leading example axis."""
+    terms = [jnp.sum(jnp.square(a.reshape(a.shape[0], -1)), axis=1) for a in jax.tree.leaves(g)]
+    return functools.reduce(jnp.add, terms)
+
+
 def _vmap_weighted_sums(loss_fn, params, state, x, y, weights, keys):
     g = _vmap_grads(loss_fn, params, state, x, y, keys)
-    leaves = jax.tree.leaves(g)
-    sq = sum(jnp.sum(jnp.square(a.reshape(a.shape[0], -1)), axis=1) for a in leaves)
+    sq = _per_example_sq(g)
     g_sum = jax.tree.map(lambda a: jnp.tensordot(weights.astype(a.dtype), a, axes=1), g)
     return g_sum, sq * jnp.square(weights).astype(sq.dtype)
 
@@ -286,7 +291,7 @@ def _clip_jit(loss_fn, params, x, y, key, state, noise_key, clip_norm, noise_mul
         total, _ = dense_trick.weighted_sums(loss_fn, params, x, y, lax.stop_gradient(scale), keys)
     else:
         g = _vmap_grads(loss_fn, params, state, x, y, keys)
-        sq = sum(jnp.sum(jnp.square(a.reshape(n, -1)), axis=1) for a in jax.tree.leaves(g))
+        sq = _per_example_sq(g)
         scale = jnp.minimum(1.0, clip_norm / jnp.maximum(jnp.sqrt(sq), 1e-12))
         total = jax.tree.map(lambda a: jnp.tensordot(scale.astype(a.dtype), a, axes=1), g)
     if noise_key is not None:
