@@ -65,7 +65,7 @@ def test_jit_equals_eager(name):
 def test_vmap_over_single_examples_equals_batched(name):
     model, _, params, state, x = _init(name)
     batched = _apply(model, params, state, x)
-    one_by_one = jax.vmap(lambda xi: _apply(model, params, state, xi[None])[0])(x)
+    one_by_one = jax.jit(jax.vmap(lambda xi: _apply(model, params, state, xi[None])[0]))(x)
     chex.assert_trees_all_close(batched, one_by_one, rtol=1e-5, atol=1e-6)
 
 
@@ -76,7 +76,7 @@ def test_gradients_are_finite(name):
     def loss(p, x):
         return jnp.sum(jnp.sin(_apply(model, p, state, x, train=True, key=jax.random.key(2))))
 
-    g_params, g_x = jax.grad(loss, argnums=(0, 1))(params, x)
+    g_params, g_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
     for leaf in jax.tree.leaves((g_params, g_x)):
         assert bool(jnp.all(jnp.isfinite(leaf)))
 
