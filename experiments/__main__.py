@@ -139,6 +139,18 @@ def claims_table(runs: Sequence[dict[str, Any]], selected: Sequence[str]) -> lis
     return lines
 
 
+def _describe(d: dict[str, Any]) -> str:
+    """One dataset entry of ``metrics.json`` as a short phrase."""
+    if d.get("dataset") == "MNIST":
+        return f"MNIST: {d['train_examples']:,} train / {d['test_examples']:,} test ({d['note']})"
+    if d.get("dataset") == "spiral":
+        return (
+            f"spiral {d.get('what', '')} ({d.get('n_per_class')} per class, noise "
+            f"{d.get('noise')} on the {d.get('noise_on')})"
+        )
+    return str(d.get("note", d.get("dataset", "?")))
+
+
 def write_results(
     out: pathlib.Path, runs: Sequence[dict[str, Any]], args: argparse.Namespace, selected
 ) -> pathlib.Path:
@@ -166,12 +178,7 @@ def write_results(
     for run in runs:
         rec = run.get("record", {})
         data = rec.get("data", {})
-        used = "; ".join(
-            d.get("note", d.get("dataset", "?"))
-            if d.get("dataset") != "MNIST"
-            else f"MNIST: {d['train_examples']:,} train / {d['test_examples']:,} test ({d['note']})"
-            for d in data.get("used", [])
-        )
+        used = "; ".join(_describe(d) for d in data.get("used", []))
         skipped = "; ".join(f"{s['what']}: {s['why']}" for s in data.get("skipped", []))
         lines.append(
             f"- **{run['name']}** ({run['status']}"
