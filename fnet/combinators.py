@@ -80,10 +80,12 @@ def _child_key(key, name):
     return None if key is None else layer_key(key, name)
 
 
-def _build(init_stateful, apply_stateful, name: str, named: tuple[NamedChild, ...]) -> AnyModel:
+def _build(
+    init_stateful, apply_stateful, name: str, named: tuple[NamedChild, ...], kind: str
+) -> AnyModel:
     """A StatefulModel if any child has state, else the plain Model view of the same pair."""
     if any(is_stateful(m) for _, m in named):
-        return StatefulModel(init_stateful, apply_stateful, name, named)
+        return StatefulModel(init_stateful, apply_stateful, name, named, kind)
 
     def init(key, input_shape):
         shape, params, _ = init_stateful(key, input_shape)
@@ -92,7 +94,7 @@ def _build(init_stateful, apply_stateful, name: str, named: tuple[NamedChild, ..
     def apply(params, x, *, key=None, train=False):
         return apply_stateful(params, {}, x, key=key, train=train)[0]
 
-    return Model(init, apply, name, named)
+    return Model(init, apply, name, named, kind)
 
 
 def serial(*layers: AnyModel | NamedChild, name: str = "serial") -> AnyModel:
@@ -133,7 +135,7 @@ def serial(*layers: AnyModel | NamedChild, name: str = "serial") -> AnyModel:
                 new_state[child_name] = s
         return x, new_state
 
-    return _build(init_stateful, apply_stateful, name, named)
+    return _build(init_stateful, apply_stateful, name, named, "serial")
 
 
 _COMBINE = ("concat", "sum", None)
@@ -199,7 +201,7 @@ def parallel(
                 new_state[child_name] = s
         return combine_outputs(ys), new_state
 
-    return _build(init_stateful, apply_stateful, name, named)
+    return _build(init_stateful, apply_stateful, name, named, "parallel")
 
 
 def residual(*layers: AnyModel | NamedChild, name: str = "residual") -> AnyModel:
@@ -223,4 +225,4 @@ def residual(*layers: AnyModel | NamedChild, name: str = "residual") -> AnyModel
         y, new_state = inner.apply(params, state, x, key=key, train=train)
         return x + y, new_state
 
-    return _build(init_stateful, apply_stateful, name, branch.children)
+    return _build(init_stateful, apply_stateful, name, branch.children, "residual")

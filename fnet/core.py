@@ -60,6 +60,7 @@ class _Pair:
     apply: ApplyFn
     name: str = "model"
     children: tuple[tuple[str, AnyModel], ...] = ()
+    kind: str = ""
 
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         """Unpack like a pair: ``init, apply = model``."""
@@ -77,6 +78,9 @@ class Model(_Pair):
         by layers that use randomness when ``train=True`` (Dropout).
       name: the default name combinators give this layer (``"dense"`` -> ``"dense_0"``).
       children: ``(name, model)`` pairs of a combinator's sub-models, for ``summary``.
+      kind: the constructor that built it (``"Dense"``, ``"serial"``), so tools that
+        specialise on structure (the per-example dense-layer trick, ``summary``) can ask
+        instead of guessing; ``name`` may be anything the user chose.
     """
 
 
@@ -90,6 +94,7 @@ class StatefulModel(_Pair):
         the state changes only when ``train=True``.
       name: the default name combinators give this layer.
       children: ``(name, model)`` pairs of a combinator's sub-models.
+      kind: the constructor that built it (``"BatchNorm"``, ``"serial"``).
     """
 
 
@@ -120,7 +125,7 @@ def as_stateful(model: AnyModel) -> StatefulModel:
     def apply(params, state, x, *, key=None, train=False):
         return model.apply(params, x, key=key, train=train), state
 
-    return StatefulModel(init, apply, model.name, model.children)
+    return StatefulModel(init, apply, model.name, model.children, model.kind)
 
 
 def layer_key(key: jax.Array, name: str) -> jax.Array:

@@ -111,7 +111,7 @@ def summary(model: AnyModel, input_shape) -> ModelSummary:
     rows = _chain_rows(model, shape, out, total)
     if rows is None:  # not a chain (a single layer, parallel branches): one row
         flops = _flops(model, params, state, shape)
-        rows = (LayerSummary(model.name, model.name, out, total, flops),)
+        rows = (LayerSummary(model.name, model.kind, out, total, flops),)
     return ModelSummary(rows, shape, out, total, _flops(model, params, state, shape))
 
 
@@ -124,7 +124,7 @@ def _chain_rows(model: AnyModel, shape: tuple, out: tuple, total: int):
         for name, child in model.children:
             child_out, params, state = abstract_init(child, current)
             flops = _flops(child, params, state, current)
-            rows.append(LayerSummary(name, child.name, child_out, param_count(params), flops))
+            rows.append(LayerSummary(name, child.kind, child_out, param_count(params), flops))
             current = child_out
     except (ShapeError, TypeError):
         return None

@@ -39,6 +39,14 @@ def test_every_public_layer_is_registered():
 
 
 @pytest.mark.parametrize("name", CASES)
+def test_model_declares_the_constructor_that_built_it(name):
+    model = REGISTRY[name].make()
+    assert model.kind, f"{name} has no kind"
+    for _, child in model.children:
+        assert child.kind
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_declared_output_shape_matches_apply(name):
     model, out_shape, params, state, x = _init(name)
     y = _apply(model, params, state, x)

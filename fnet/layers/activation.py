@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-def _elementwise(fn: Callable[[jax.Array], jax.Array], name: str) -> Model:
+def _elementwise(fn: Callable[[jax.Array], jax.Array], name: str, kind: str) -> Model:
     def init(key, input_shape):
         del key
         return as_shape(input_shape, name), {}
@@ -32,46 +32,46 @@ def _elementwise(fn: Callable[[jax.Array], jax.Array], name: str) -> Model:
         del params, key, train
         return fn(x)
 
-    return Model(init, apply, name)
+    return Model(init, apply, name, kind=kind)
 
 
 def Relu(*, name: str = "relu") -> Model:
     """``max(0, x)`` elementwise."""
-    return _elementwise(activations.relu, name)
+    return _elementwise(activations.relu, name, "Relu")
 
 
 def Tanh(*, name: str = "tanh") -> Model:
     """``tanh(x)`` elementwise."""
-    return _elementwise(activations.tanh, name)
+    return _elementwise(activations.tanh, name, "Tanh")
 
 
 def Sigmoid(*, name: str = "sigmoid") -> Model:
     """``1 / (1 + exp(-x))`` elementwise."""
-    return _elementwise(activations.sigmoid, name)
+    return _elementwise(activations.sigmoid, name, "Sigmoid")
 
 
 def LeakyRelu(alpha: float = 0.1, *, name: str = "leaky_relu") -> Model:
     """``max(alpha x, x)`` elementwise; the slides use ``alpha = 0.1``."""
     if not 0.0 <= alpha < 1.0:
         raise ValueError(f"LeakyRelu: alpha must lie in [0, 1), got {alpha!r}")
-    return _elementwise(lambda x: activations.leaky_relu(x, alpha), name)
+    return _elementwise(lambda x: activations.leaky_relu(x, alpha), name, "LeakyRelu")
 
 
 def Elu(alpha: float = 1.0, *, name: str = "elu") -> Model:
     """``x`` for ``x > 0``, ``alpha (exp(x) - 1)`` otherwise."""
     if not alpha > 0:
         raise ValueError(f"Elu: alpha must be positive, got {alpha!r}")
-    return _elementwise(lambda x: activations.elu(x, alpha), name)
+    return _elementwise(lambda x: activations.elu(x, alpha), name, "Elu")
 
 
 def Softmax(*, name: str = "softmax") -> Model:
     """Softmax over the last axis: rows sum to 1."""
-    return _elementwise(activations.softmax, name)
+    return _elementwise(activations.softmax, name, "Softmax")
 
 
 def LogSoftmax(*, name: str = "log_softmax") -> Model:
     """Log-softmax over the last axis (stable log-probabilities)."""
-    return _elementwise(activations.log_softmax, name)
+    return _elementwise(activations.log_softmax, name, "LogSoftmax")
 
 
 def Maxout(pieces: int = 2, *, name: str = "maxout") -> Model:
@@ -97,7 +97,7 @@ def Maxout(pieces: int = 2, *, name: str = "maxout") -> Model:
         del params, key, train
         return activations.maxout(x, pieces)
 
-    return Model(init, apply, name)
+    return Model(init, apply, name, kind="Maxout")
 
 
 _LAYERS: dict[str, Callable[[], Model]] = {

@@ -78,4 +78,4 @@ def Conv2D(
         check_input(x, desc, rank=4, last=params["w"].shape[2])
         return conv(params, x)
 
-    return Model(init, apply, name)
+    return Model(init, apply, name, kind="Conv2D")

@@ -45,7 +45,7 @@ def Dense(
         check_input(x, desc, last=params["w"].shape[0])
         return x @ params["w"] + broadcast_features(params["b"], x.ndim)
 
-    return Model(init, apply, name)
+    return Model(init, apply, name, kind="Dense")
 
 
 def append_ones(x: jax.Array) -> jax.Array:

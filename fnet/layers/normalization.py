@@ -47,7 +47,7 @@ def LayerNorm(
         offset = broadcast_features(params["offset"], x.ndim)
         return (x - mean) * lax.rsqrt(var + eps) * scale + offset
 
-    return Model(init, apply, name)
+    return Model(init, apply, name, kind="LayerNorm")
 
 
 def BatchNorm(
@@ -107,4 +107,4 @@ def BatchNorm(
         y = (x - mean) * inv + broadcast_features(params["offset"], x.ndim)
         return y, new_state
 
-    return StatefulModel(init, apply, name)
+    return StatefulModel(init, apply, name, kind="BatchNorm")

@@ -43,7 +43,7 @@ def _pool(kind: str, window, strides, padding: str, name: str) -> Model:
         check_input(x, desc, rank=4)
         return pool(x)
 
-    return Model(init, apply, name)
+    return Model(init, apply, name, kind=kind)
 
 
 def MaxPool(

@@ -23,7 +23,7 @@ def Flatten(*, name: str = "flatten") -> Model:
         del params, key, train
         return x.reshape(x.shape[0], -1)
 
-    return Model(init, apply, name)
+    return Model(init, apply, name, kind="Flatten")
 
 
 def Reshape(shape: Sequence[int], *, name: str = "reshape") -> Model:
@@ -51,4 +51,4 @@ def Reshape(shape: Sequence[int], *, name: str = "reshape") -> Model:
         check(x.shape)
         return x.reshape(x.shape[0], *target)
 
-    return Model(init, apply, name)
+    return Model(init, apply, name, kind="Reshape")

@@ -44,30 +44,13 @@ class Step:
 
 
 def _is_dense(model: Any) -> bool:
-    fn = getattr(model, "apply", None)
-    return (
-        isinstance(model, Model)
-        and getattr(fn, "__module__", "") == "fnet.layers.dense"
-        and getattr(fn, "__qualname__", "") == "Dense.<locals>.apply"
-    )
+    """True for a layer built by ``fnet.Dense`` (it declares ``kind="Dense"``)."""
+    return isinstance(model, Model) and model.kind == "Dense"
 
 
 def _is_serial(model: Any) -> bool:
-    """True for a stateless model built by ``fnet.serial`` (recognised by its closure)."""
-    if not isinstance(model, Model) or not model.children:
-        return False
-    cells = getattr(model.apply, "__closure__", None) or ()
-    for cell in cells:
-        try:
-            inner = cell.cell_contents
-        except ValueError:
-            continue
-        qualname = getattr(inner, "__qualname__", "")
-        if getattr(inner, "__module__", "") == "fnet.combinators" and qualname.startswith(
-            "serial."
-        ):
-            return True
-    return False
+    """True for a stateless model built by ``fnet.serial`` (``kind="serial"``)."""
+    return isinstance(model, Model) and model.kind == "serial" and bool(model.children)
 
 
 def dense_chain(model: Any) -> tuple[Step, ...] | None:
