@@ -141,7 +141,7 @@ def ratio(task: dict[str, Any], slow: str, fast: str) -> tuple[float, bool]:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json`` and figures; return the metrics record."""
-    args = common.make_parser(NAME, __doc__.splitlines()[0]).parse_args(argv)
+    args = common.make_parser(NAME, __doc__ or NAME).parse_args(argv)
     timer = common.Timer()
     quick = args.quick
     acts = ("sigmoid", "relu") if quick else ACTIVATIONS

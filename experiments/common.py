@@ -66,10 +66,12 @@ def default_data_dir() -> str | None:
 
 def make_parser(name: str, description: str) -> argparse.ArgumentParser:
     """The options every experiment has: ``--quick``, ``--data-dir``, ``--out``,
-    ``--seed``, ``--download``."""
+    ``--seed``, ``--download``. ``description``: the module docstring (its first
+    paragraph is shown by ``--help``) or one line."""
+    first = " ".join(description.strip().split("\n\n")[0].split())
     parser = argparse.ArgumentParser(
         prog=f"python -m experiments.{name}",
-        description=description,
+        description=first,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(

@@ -218,7 +218,7 @@ def run_case(case: Case, seed: int, step_scale: float) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json``, the table and a figure."""
-    args = common.make_parser(NAME, __doc__.splitlines()[0]).parse_args(argv)
+    args = common.make_parser(NAME, __doc__ or NAME).parse_args(argv)
     timer = common.Timer()
     quick = args.quick
     all_cases = cases()

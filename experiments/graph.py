@@ -252,7 +252,7 @@ def pytorch_example() -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json``, the text artifacts and figures."""
-    args = common.make_parser(NAME, __doc__.splitlines()[0]).parse_args(argv)
+    args = common.make_parser(NAME, __doc__ or NAME).parse_args(argv)
     timer = common.Timer()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

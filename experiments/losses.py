@@ -70,7 +70,7 @@ def pulling_stats(model: Any, kind: str, params: Any, x: np.ndarray, y: np.ndarr
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json`` and figures; return the metrics record."""
-    args = common.make_parser(NAME, __doc__.splitlines()[0]).parse_args(argv)
+    args = common.make_parser(NAME, __doc__ or NAME).parse_args(argv)
     timer = common.Timer()
     quick = args.quick
     config = {

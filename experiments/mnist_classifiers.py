@@ -80,7 +80,7 @@ def verdict_for(kind: str, errors: list[int], full: bool, n_test: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json`` and figures; return the metrics record."""
-    args = common.make_parser(NAME, __doc__.splitlines()[0]).parse_args(argv)
+    args = common.make_parser(NAME, __doc__ or NAME).parse_args(argv)
     timer = common.Timer()
     quick = args.quick
     config: dict[str, Any] = {

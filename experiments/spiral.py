@@ -86,7 +86,7 @@ def _fit(
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json`` and figures; return the metrics record."""
-    parser = common.make_parser(NAME, __doc__.splitlines()[0])
+    parser = common.make_parser(NAME, __doc__ or NAME)
     args = parser.parse_args(argv)
     timer = common.Timer()
     quick = args.quick
