@@ -69,14 +69,16 @@ def _jax_loop(
     """
     xd, yd = jax.device_put(x), jax.device_put(y)
     permute = _permuter(x.shape[0], batch_size)
-    steps = x.shape[0] // batch_size
+    # Step indices as 0-d arrays: a Python int would be static under eqx.filter_jit
+    # (one compile per step) and is converted on every call under jax.jit.
+    indices = [np.asarray(i, np.int32) for i in range(x.shape[0] // batch_size)]
     box: dict[str, Any] = {"state": state, "key": jax.random.key(1)}
 
     def epoch():
         box["key"], k = jax.random.split(box["key"])
         rows = permute(k)
         s = box["state"]
-        for i in range(steps):
+        for i in indices:
             s = step(s, xd, yd, rows, i)
         box["state"] = s
         return s
