@@ -11,10 +11,12 @@ import argparse
 import importlib
 import inspect
 import pathlib
+import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "api.md"
+sys.path.insert(0, str(ROOT))  # document this checkout's fnet, installed or not
 
 MODULES = [
     "fnet",
@@ -55,10 +57,12 @@ def public_names(module) -> list[str]:
 
 
 def signature(obj) -> str:
+    """The signature with function defaults shown by name, not by memory address."""
     try:
-        return str(inspect.signature(obj))
+        text = str(inspect.signature(obj))
     except (TypeError, ValueError):
         return ""
+    return re.sub(r"<function (\S+) at 0x[0-9a-f]+>", r"\1", text)
 
 
 def render() -> str:
@@ -71,10 +75,7 @@ def render() -> str:
         "",
     ]
     for mod_name in MODULES:
-        try:
-            module = importlib.import_module(mod_name)
-        except ImportError:
-            continue
+        module = importlib.import_module(mod_name)
         lines += [f"## `{mod_name}`", ""]
         doc = inspect.getdoc(module) or ""
         if doc:
