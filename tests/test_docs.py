@@ -44,12 +44,14 @@ def test_api_reference_is_up_to_date():
     assert result.returncode == 0, result.stderr
 
 
-def test_readme_fifteen_line_example_runs_and_learns_the_spiral(capsys, monkeypatch, tmp_path):
+def test_readme_examples_run_in_order_and_the_first_learns_the_spiral(
+    capsys, monkeypatch, tmp_path
+):
     readme = (ROOT / "README.md").read_text()
-    example = re.search(r"## Fifteen lines\n\n```python\n(.*?)```", readme, re.S)
-    assert example is not None
-    script = tmp_path / "example.py"
-    script.write_text(example.group(1))
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 3 and "## Fifteen lines" in readme
+    script = tmp_path / "readme_examples.py"
+    script.write_text("\n".join(blocks))
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(script), run_name="__main__")
     accuracy = float(re.search(r"accuracy ([\d.]+)%", capsys.readouterr().out).group(1))
