@@ -152,7 +152,7 @@ def run(quick: bool) -> list[dict]:
     if quick:
         n, hw, batch, channels, hidden, repeats = 64, 12, 32, (4, 8), 16, 1
     else:
-        n, hw, batch, channels, hidden, repeats = 4_000, 28, 100, (32, 64), 128, 5
+        n, hw, batch, channels, hidden, repeats = 1_000, 28, 100, (32, 64), 128, 5
     x, y = _data(n, hw)
     cases = {
         "fnet.fit": _fnet_case(x, y, batch, channels, hidden),
