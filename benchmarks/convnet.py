@@ -3,7 +3,9 @@
 ``fnet.models.convnet(10)`` (Conv 32 -> ReLU -> MaxPool 2 -> Conv 64 -> ReLU -> MaxPool 2
 -> Dense 128 -> ReLU -> Dense 10, 3x3 SAME convs) on MNIST-shaped ``(N, 28, 28, 1)``
 images, SGD lr 0.01, batch 100. Peers: PyTorch eager (NCHW, 2 threads) and the same
-layers hand-written in JAX as one ``lax.scan`` epoch, all timed round-robin.
+layers hand-written in JAX as one ``lax.scan`` epoch, all timed round-robin. fnet runs
+twice: ``fit`` (one fused epoch) and its jitted ``train_step`` in a Python loop, because
+XLA:CPU runs a convnet step several times slower inside a ``while`` loop.
 """
 
 from __future__ import annotations
@@ -63,6 +65,34 @@ def _fnet_case(x, y, batch: int, channels, hidden: int) -> Any:
             epochs=1, batch_size=batch, progress=False,
         ).params  # fmt: skip
         return box["params"]
+
+    return epoch
+
+
+def _fnet_loop_case(x, y, batch: int, channels, hidden: int) -> Any:
+    """fnet's jitted ``train_step`` in a Python loop: no ``while`` loop around the step."""
+    import fnet
+    from fnet.train import TrainState, supervised, train_step
+
+    model = fnet.models.convnet(10, channels=channels, hidden=hidden)
+    objective = supervised(model, fnet.losses.softmax_cross_entropy)
+    _, params = model.init(jax.random.key(0), (-1, *x.shape[1:]))
+    opt = optax.sgd(LR)
+    step = train_step(objective, opt, donate=True)
+    xd, yd = jax.device_put(x), jax.device_put(y)
+    steps = x.shape[0] // batch
+    permute = jax.jit(lambda k: jax.random.permutation(k, xd.shape[0])[: steps * batch])
+    gather = jax.jit(lambda rows, i: (xd[rows[i]], yd[rows[i]]))
+    box: dict[str, Any] = {"ts": TrainState.create(params, opt), "key": jax.random.key(1)}
+
+    def epoch():
+        box["key"], k, k_step = jax.random.split(box["key"], 3)
+        rows = permute(k).reshape(steps, batch)
+        ts = box["ts"]
+        for i in range(steps):
+            ts, _ = step(ts, *gather(rows, np.int32(i)), k_step)
+        box["ts"] = ts
+        return ts.params
 
     return epoch
 
@@ -156,6 +186,7 @@ def run(quick: bool) -> list[dict]:
     x, y = _data(n, hw)
     cases = {
         "fnet.fit": _fnet_case(x, y, batch, channels, hidden),
+        "fnet train_step, Python loop": _fnet_loop_case(x, y, batch, channels, hidden),
         "jax.lax.scan epoch (hand-written)": _jax_case(x, y, batch, channels, hidden),
     }
     torch, note = optional_import("torch")
