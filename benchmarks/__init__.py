@@ -15,4 +15,5 @@ BENCHMARKS: dict[str, str] = {
     "dispatch": "per-step overhead of a tiny model and compile times, fnet vs raw jax.jit",
     "convnet": "the AlexNet-style convnet's training throughput, fnet vs PyTorch eager",
     "memory": "peak RSS of fnet.per_example.stats as N grows (streaming check)",
+    "scaling": "data-parallel strong scaling of fit(mesh=) on 1/2/4/8 devices",
 }
