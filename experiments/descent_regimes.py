@@ -75,7 +75,7 @@ def make_config(quick: bool, mnist: bool) -> dict[str, Any]:
             "eval_ratio": 1.15,
         }
     cfg["mid_batch"] = 100 if not quick else 64
-    cfg["batch_base"] = 4 if quick else 2  # batch sizes: powers of this, and N
+    cfg["batch_base"] = 16 if quick else 2  # batch sizes: powers of this, and N
     cfg["momentum"] = 0.9
     cfg["sampling"] = "without_replacement (shuffled epochs, last partial batch dropped)"
     cfg["loss"] = "softmax cross-entropy, mean over the batch"
