@@ -1,13 +1,13 @@
-"""Split a batch into equal chunks (padding the last one) for streaming reductions."""
+"""Helpers for streaming reductions over the example axis, chunk by chunk."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import jax
-import jax.numpy as jnp
+from jax import lax
 
-__all__ = ["batch_size", "chunk", "example_keys", "unchunk"]
+__all__ = ["batch_size", "example_keys", "slice_rows"]
 
 
 def batch_size(x: Any) -> int:
@@ -23,25 +23,10 @@ def example_keys(key: Any, n: int) -> Any:
     return None if key is None else jax.random.split(key, n)
 
 
-def chunk(tree: Any, size: int) -> tuple[Any, jax.Array]:
-    """Reshape every leaf ``(n, ...)`` to ``(ceil(n/size), size, ...)``.
+def slice_rows(tree: Any, start: Any, size: int) -> Any:
+    """Rows ``[start, start + size)`` of every leaf, by ``lax.dynamic_slice_in_dim``.
 
-    The tail is padded with copies of example 0 (so losses stay finite); the returned
-    ``(ceil(n/size), size)`` float32 mask is 1 for real examples and 0 for padding.
+    Used inside a ``lax.scan`` over chunk indices, so the dataset is read in place: no
+    padded or reshaped copy of it is ever made.
     """
-    n = batch_size(tree)
-    n_chunks = -(-n // size)
-    pad = n_chunks * size - n
-
-    def one(a):
-        if pad:
-            a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)], axis=0)
-        return a.reshape(n_chunks, size, *a.shape[1:])
-
-    mask = (jnp.arange(n_chunks * size) < n).astype(jnp.float32).reshape(n_chunks, size)
-    return jax.tree.map(one, tree), mask
-
-
-def unchunk(a: jax.Array, n: int) -> jax.Array:
-    """Inverse of :func:`chunk` for one array: ``(c, size, ...) -> (n, ...)``."""
-    return a.reshape(-1, *a.shape[2:])[:n]
+    return jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, start, size), tree)

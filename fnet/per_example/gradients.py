@@ -27,7 +27,7 @@ from jax import lax
 
 from fnet.core import Params
 from fnet.per_example import dense_trick
-from fnet.per_example.chunking import batch_size, chunk, example_keys, unchunk
+from fnet.per_example.chunking import batch_size, example_keys, slice_rows
 from fnet.per_example.objective import LossFn, call_loss
 
 __all__ = [
@@ -186,24 +186,36 @@ def stream_sums(
     chunk_size: int | None,
     with_sum: bool = True,
 ) -> tuple[Params | None, jax.Array]:
-    """``(sum_i g_i, |g_i|^2 (n,))`` streamed over chunks inside one ``lax.scan``."""
+    """``(sum_i g_i, |g_i|^2 (n,))`` streamed over chunks inside one ``lax.scan``.
+
+    The ``n // size`` full chunks are sliced from the data in place inside the scan; the
+    last ``n % size`` examples form one smaller chunk of exactly that size. Nothing pads
+    or copies the dataset, so memory stays one chunk's work plus the data itself.
+    """
     n = batch_size(x)
     method = resolve_method(loss_fn, params, x, y, keys, state, method)
     if chunk_size is None:
         chunk_size = default_chunk(params, method, n)
     size = max(1, min(int(chunk_size), n))
-    (xc, yc, kc), mask = chunk((x, y, keys), size)
+    steps, tail = divmod(n, size)
 
-    def body(acc, inputs):
-        xb, yb, kb, mb = inputs
-        g_sum, sq = weighted_sums(loss_fn, params, state, xb, yb, mb, kb, method)
-        if acc is None:
-            return None, sq
-        return jax.tree.map(jnp.add, acc, g_sum), sq
+    def sums(data, length):
+        xb, yb, kb = data
+        weights = jnp.ones((length,), jnp.float32)
+        return weighted_sums(loss_fn, params, state, xb, yb, weights, kb, method)
+
+    def body(acc, i):
+        g_sum, sq = sums(slice_rows((x, y, keys), i * size, size), size)
+        return (None if acc is None else jax.tree.map(jnp.add, acc, g_sum)), sq
 
     acc0 = jax.tree.map(jnp.zeros_like, params) if with_sum else None
-    total, sq = lax.scan(body, acc0, (xc, yc, kc, mask))
-    return total, unchunk(sq, n)
+    total, sq = lax.scan(body, acc0, jnp.arange(steps, dtype=jnp.int32))
+    sq = sq.reshape(steps * size)
+    if tail:
+        g_sum, sq_tail = sums(jax.tree.map(lambda a: a[steps * size :], (x, y, keys)), tail)
+        total = None if total is None else jax.tree.map(jnp.add, total, g_sum)
+        sq = jnp.concatenate([sq, sq_tail])
+    return total, sq
 
 
 def _check_method(method: str) -> None:
