@@ -12,21 +12,26 @@
 See ``docs/training.md``.
 """
 
-from fnet.train.epoch import BatchPlan, Remainder, batch_plan, evaluate_objective, run_epoch
-from fnet.train.evaluate import evaluate
+from fnet.train.engine import EpochEngine, StepsPerCall
+from fnet.train.epoch import BatchPlan, Remainder, batch_plan
+from fnet.train.evaluate import evaluate, evaluate_objective
 from fnet.train.fit import FitResult, fit
 from fnet.train.hooks import Hook, every_k_epochs
-from fnet.train.objective import Metrics, Objective, correct_predictions, supervised
-from fnet.train.step import StepFn, TrainState, train_step
+from fnet.train.objective import Metrics, Objective, Supervised, correct_predictions, supervised
+from fnet.train.step import ShardedObjective, StepFn, TrainState, train_step
 
 __all__ = [
     "BatchPlan",
+    "EpochEngine",
     "FitResult",
     "Hook",
     "Metrics",
     "Objective",
     "Remainder",
+    "ShardedObjective",
     "StepFn",
+    "StepsPerCall",
+    "Supervised",
     "TrainState",
     "batch_plan",
     "correct_predictions",
@@ -34,7 +39,6 @@ __all__ = [
     "evaluate_objective",
     "every_k_epochs",
     "fit",
-    "run_epoch",
     "supervised",
     "train_step",
 ]
