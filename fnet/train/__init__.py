@@ -8,25 +8,40 @@
         batch_size=100,
     )
     fnet.evaluate(model, params, x_test, y_test)
+    scores = fnet.train.predict(model, params, x_test)  # (N, C), in batches
 
 See ``docs/training.md``.
 """
 
+from fnet.train.callbacks import EarlyStopping, KeepBest
 from fnet.train.epoch import BatchPlan, Remainder, batch_plan, evaluate_objective, run_epoch
 from fnet.train.evaluate import evaluate
 from fnet.train.fit import FitResult, fit
-from fnet.train.hooks import Hook, every_k_epochs
+from fnet.train.guard import NonFiniteError, NonFiniteWarning
+from fnet.train.hooks import Hook, StopTraining, every_k_epochs
+from fnet.train.logs import CSVLogger, JSONLLogger, TensorBoardLogger
 from fnet.train.objective import Metrics, Objective, correct_predictions, supervised
+from fnet.train.predict import predict
+from fnet.train.resume import RestoredParams, restore_params
 from fnet.train.step import StepFn, TrainState, train_step
 
 __all__ = [
     "BatchPlan",
+    "CSVLogger",
+    "EarlyStopping",
     "FitResult",
     "Hook",
+    "JSONLLogger",
+    "KeepBest",
     "Metrics",
+    "NonFiniteError",
+    "NonFiniteWarning",
     "Objective",
     "Remainder",
+    "RestoredParams",
     "StepFn",
+    "StopTraining",
+    "TensorBoardLogger",
     "TrainState",
     "batch_plan",
     "correct_predictions",
@@ -34,6 +49,8 @@ __all__ = [
     "evaluate_objective",
     "every_k_epochs",
     "fit",
+    "predict",
+    "restore_params",
     "run_epoch",
     "supervised",
     "train_step",

@@ -115,7 +115,7 @@ def run_fingerprint(
         "hyperparams": fp.hyperparams(opt_state),
         "data": {"x": _shape_dtype(x), "y": _shape_dtype(y)},
         "batching": {"batch_size": str(batch_size), "remainder": remainder},
-        "key": fp.describe_value(key),
+        "key": {"key": fp.describe_value(key)["."]},
         "extra": fp.describe_value(extra),
     }
 
