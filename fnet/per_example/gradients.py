@@ -24,7 +24,9 @@ from typing import Any, Literal, TypeAlias
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import Mesh
 
+from fnet import distributed
 from fnet.core import Params
 from fnet.per_example import dense_trick
 from fnet.per_example.chunking import batch_size, example_keys, slice_rows
@@ -278,6 +280,7 @@ def norms(
     state: Any = None,
     method: Method = "auto",
     chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> jax.Array:
     """Per-example gradient L2 norms ``|g_i|`` (over all parameters), shape ``(n,)``.
 
@@ -286,7 +289,15 @@ def norms(
     none. ``method="auto"`` picks ``"dense"`` when ``loss_fn`` is a :class:`ModelLoss` of
     a serial chain of Dense and parameter-free layers, else ``"vmap"``. Arguments as in
     :func:`grads`. Returns the params' floating dtype.
+
+    ``mesh``: a ``jax.sharding.Mesh``; the examples are split over its data axis (``N``
+    divisible by the data-axis size, see :func:`fnet.per_example.stats`) and the result
+    is a global ``(n,)`` array.
     """
+    if mesh is not None:
+        (x, y), (params, key, state) = distributed.shard_examples(
+            (x, y), (params, key, state), mesh
+        )
     method = choose_path(loss_fn, params, x, y, key, state, method)  # type: ignore[assignment]
     return _norms_jit(loss_fn, params, x, y, key, state, method, chunk_size)
 

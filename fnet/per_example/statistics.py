@@ -23,7 +23,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import Mesh
 
+from fnet import distributed
 from fnet.core import Params
 from fnet.per_example.chunking import batch_size, example_keys
 from fnet.per_example.gradients import (
@@ -146,6 +148,7 @@ def stats(
     hessian_batch: int = 1024,
     hessian_key: jax.Array | None = None,
     reduction: Reduction | None = None,
+    mesh: Mesh | None = None,
 ) -> GradientStats:
     """Gradient statistics of ``loss_fn`` over the dataset ``x, y`` (see module docstring).
 
@@ -163,10 +166,23 @@ def stats(
       reduction: how ``loss_fn`` combines a batch (``"mean"``/``"sum"``), used to build
         the mean loss for ``H``. Default: ``loss_fn.reduction`` for a ModelLoss, else
         ``"mean"``.
+      mesh: a ``jax.sharding.Mesh``: the examples are split over its data axis
+        (:func:`fnet.distributed.shard_examples`; ``N`` must be divisible by the
+        data-axis size; already-global arrays are kept), params, state and keys
+        replicated; the compiled computation follows those shardings. Same numbers as
+        without a mesh, to float rounding.
 
     Returns:
       :class:`GradientStats`.
+
+    Raises:
+      ValueError: ``hessian_examples > 0`` without ``hessian_key``; with ``mesh``, ``N``
+        not divisible by the data-axis size.
     """
+    if mesh is not None:
+        (x, y), (params, key, state, hessian_key) = distributed.shard_examples(
+            (x, y), (params, key, state, hessian_key), mesh
+        )
     n = batch_size(x)
     path = choose_path(loss_fn, params, x, y, key, state, method)
     grad, g2, mean_sq, sq = _moments(loss_fn, params, x, y, key, state, path, chunk_size)

@@ -1,4 +1,5 @@
-"""``fit``: train for a number of epochs, each epoch one compiled XLA computation."""
+"""``fit``: train for a number of epochs; how each epoch is compiled and run is
+:class:`fnet.train.engine.EpochEngine`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple, TextIO
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh
 
 from fnet import distributed
-from fnet.train.epoch import REMAINDERS, Remainder, batch_plan, evaluate_objective, run_epoch
+from fnet.train.engine import EpochEngine, StepsPerCall
+from fnet.train.epoch import REMAINDERS, Remainder, batch_plan
+from fnet.train.evaluate import compile_evaluation
 from fnet.train.guard import NonFiniteError, NonFiniteWarning, all_finite, describe_nonfinite
 from fnet.train.hooks import Hook, StopTraining, takes_history
 from fnet.train.objective import Objective
@@ -54,11 +56,6 @@ class FitResult(NamedTuple):
     state: Any
     opt_state: Any
     history: dict[str, Any]
-
-
-def _copy_tree(tree: Any) -> Any:
-    """Fresh device buffers for every leaf, so donation never deletes the caller's arrays."""
-    return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
 
 
 def _takes_train(objective: Objective) -> bool:
@@ -110,6 +107,7 @@ def fit(
     progress: bool | TextIO = True,
     on_epoch_end: Hook | Sequence[Hook] | None = None,
     mesh: Mesh | None = None,
+    steps_per_call: StepsPerCall = "auto",
     checkpoint_dir: str | os.PathLike[str] | None = None,
     every: int = 1,
     keep: int | None = 3,
@@ -119,21 +117,27 @@ def fit(
 ) -> FitResult:
     """Minimise ``objective`` with ``optimizer`` for ``epochs`` epochs of mini-batches.
 
-    Each epoch is ONE compiled call (:func:`~fnet.train.epoch.run_epoch`): an on-device
-    permutation of the ``N`` examples (from ``fold_in(key, epoch)``), split into batches
-    of ``batch_size`` and a ``lax.scan`` of the train step; the train state's buffers are
-    donated, the data are put on the device once per ``fit``, and nothing runs on the
-    host between steps. ``batch_size=1`` is SGD, ``batch_size=N`` full-batch descent;
-    both go through the same code. Tracing and compiling happen once, before the first
-    epoch; a later ``fit`` with the same ``objective`` and ``optimizer`` objects, batch
-    size, remainder and data shapes reuses the compiled code.
+    Epoch ``e`` shuffles the ``N`` examples on the device (a permutation from
+    ``fold_in(key, e)``), splits them into batches of ``batch_size`` and runs one
+    optimizer step per batch, with no host work between steps; the metrics are summed on
+    the device. How many steps one compiled call runs is ``steps_per_call``
+    (:mod:`fnet.train.engine`): the whole epoch as one ``lax.scan``, or chunks of
+    unrolled steps for convolutional models on CPU. ``batch_size=1`` is SGD,
+    ``batch_size=N`` full-batch descent; both go through the same code.
 
-    The same ``key`` gives bit-identical results on the same device and backend (CPU).
+    Tracing and compiling happen once, before the first epoch; a later ``fit`` with an
+    equal ``objective`` (``supervised(...)`` objectives compare by value), the same
+    ``optimizer`` object, batch size, remainder, driver and data shapes reuses the
+    compiled code (no trace, no compile). Arrays already on the device are used as they
+    are (not copied); the caller's ``params``/``state``/``opt_state`` stay valid.
+
+    The same ``key`` gives bit-identical results on the same device and backend (CPU),
+    whatever ``steps_per_call`` is.
 
     Args:
       objective: ``objective(params, state, x, y, key) -> (loss, (new_state, metrics))``,
         e.g. ``supervised(model, softmax_cross_entropy)``.
-      params: initial params (not modified; ``fit`` copies them).
+      params: initial params (not modified).
       optimizer: an optax ``GradientTransformation`` (``optax.sgd(0.1)``,
         ``optax.sgd(0.01, momentum=0.9)``, ``optax.adam(1e-3)``, ...).
       x: ``(N, ...)`` inputs. y: ``(N, ...)`` targets (e.g. ``(N,)`` int class ids).
@@ -144,10 +148,13 @@ def fit(
       opt_state: optimizer state to continue from (``None`` -> ``optimizer.init``).
       remainder: what to do with the ``N % B`` examples left over by full batches.
         ``"keep"`` (default): they form one smaller last batch, its own optimizer step
-        with the mean gradient over that batch (compiled into the same epoch
-        computation), so an epoch is every example exactly once. ``"drop"``: every epoch
-        skips them (a different random subset each epoch) and has ``N // B`` equal
-        steps.
+        with the mean gradient over that batch, so an epoch is every example exactly
+        once. For a model with state (non-empty ``state``, e.g. BatchNorm, whose
+        training-mode output on a single example is its offset whatever the input) a
+        remainder of ONE example is instead merged into the last full batch, which then
+        has ``B + 1`` examples (``N // B`` steps in all, every example still once).
+        ``"drop"``: every epoch skips them (a different random subset each epoch) and
+        has ``N // B`` equal steps.
       validation: optional ``(x_val, y_val)``; after each epoch the objective's metrics
         are computed on it with ``train=False`` (the objective must accept ``train=``).
       eval_batch_size: batch size for the validation pass (clipped to its size).
@@ -156,15 +163,14 @@ def fit(
       on_epoch_end: a hook or list of hooks ``hook(epoch, params, state)`` called in
         order after each epoch (1-based ``epoch``); a hook with a keyword ``history`` also
         gets the history so far (this epoch included). Wrap with
-        :func:`fnet.train.every_k_epochs` for every k epochs. The arrays are valid until
-        the next epoch starts (their buffers are then donated): copy what you keep, e.g.
-        ``jax.device_get(params)``. A hook returning
-        :class:`~fnet.train.hooks.StopTraining` stops ``fit`` after this epoch (the
-        remaining hooks still run, the checkpoint is saved, ``history["stopped"]`` holds
-        the reason, and its ``params``/``state``, if given, are returned); other return
-        values are ignored. Ready-made: :class:`~fnet.train.EarlyStopping`,
-        :class:`~fnet.train.KeepBest`, :class:`~fnet.train.JSONLLogger`,
-        :class:`~fnet.train.CSVLogger`, :class:`~fnet.train.TensorBoardLogger`.
+        :func:`fnet.train.every_k_epochs` for every k epochs. The arrays stay valid
+        (nothing is donated). A hook returning :class:`~fnet.train.hooks.StopTraining`
+        stops ``fit`` after this epoch (the remaining hooks still run, the checkpoint is
+        saved, ``history["stopped"]`` holds the reason, and its ``params``/``state``, if
+        given, are returned); other return values are ignored. Ready-made:
+        :class:`~fnet.train.EarlyStopping`, :class:`~fnet.train.KeepBest`,
+        :class:`~fnet.train.JSONLLogger`, :class:`~fnet.train.CSVLogger`,
+        :class:`~fnet.train.TensorBoardLogger`.
       mesh: a ``jax.sharding.Mesh`` for data parallelism (:mod:`fnet.distributed`,
         ``docs/parallel.md``): every step's batch is split over the mesh's ``"data"``
         axis, params/state/optimizer state are replicated (large matrices split over a
@@ -172,6 +178,13 @@ def fit(
         (global arrays sharded across hosts are used as they are) and XLA all-reduces
         the gradients. ``batch_size`` must be divisible by the data-axis size. Same
         results as without a mesh, up to the order of float additions.
+      steps_per_call: how many optimizer steps one compiled call runs. ``"auto"``
+        (default): chunks of ``fnet.train.engine.AUTO_CHUNK`` unrolled steps when the
+        backend is CPU and the step has a convolution or pooling window (XLA:CPU runs
+        those several times slower inside a loop), else ``"epoch"``. ``"epoch"``: the
+        whole epoch in one call (a ``lax.scan``). An int ``K >= 1``: ``K`` unrolled steps
+        per call (compile time grows with ``K``). Results are bit-identical whatever the
+        choice; each distinct chunk (the last one included) compiles once.
       checkpoint_dir: save a checkpoint (:mod:`fnet.checkpoint`, step = epochs done;
         layout in :mod:`fnet.train.resume`) every ``every`` epochs and after the last
         one, and RESUME from the latest checkpoint there if it is of the same run: its
@@ -184,7 +197,7 @@ def fit(
         hyperparameters (read from its closures and ``optax.inject_hyperparams`` state),
         data shapes and dtypes, ``batch_size``, ``remainder``, ``key`` and ``extra``
         (:func:`~fnet.train.resume.run_fingerprint`; the data VALUES are not compared).
-        ``epochs`` may grow between calls.
+        ``epochs`` may grow between calls; ``steps_per_call`` and ``mesh`` may change.
       every: save every ``every`` epochs (with ``checkpoint_dir``).
       keep: keep the newest ``keep`` checkpoints of this run (``None``: all), and always
         the newest one with finite loss and params; checkpoints of another run are never
@@ -212,8 +225,8 @@ def fit(
         axis; the loss's ShapeError/LabelError for targets of the wrong rank or dtype
         (raised while tracing, before compiling).
       ValueError: ``batch_size`` not in ``[1, N]`` or not divisible by the mesh's data
-        axis, bad ``epochs``, ``remainder``, ``every``, ``keep``, ``resume``,
-        ``on_nonfinite``, or an ``extra`` that is not JSON-serialisable.
+        axis, bad ``epochs``, ``remainder``, ``steps_per_call``, ``every``, ``keep``,
+        ``resume``, ``on_nonfinite``, or an ``extra`` that is not JSON-serialisable.
       CheckpointError: ``checkpoint_dir`` holds a checkpoint of another run (the
         differences are named), one not written by ``fit``, or a run that already
         trained more than ``epochs`` epochs. Raised before anything on disk changes.
@@ -241,12 +254,13 @@ def fit(
     else:
         hooks = list(on_epoch_end)
     with_history = [takes_history(h) for h in hooks]
-    plan = batch_plan(n, batch_size, remainder)
+    ts = TrainState.create(params, optimizer, state=state, opt_state=opt_state)
+    plan = batch_plan(n, batch_size, remainder, merge_single=bool(jax.tree.leaves(ts.state)))
+    engine = EpochEngine(objective, optimizer, plan, steps_per_call=steps_per_call, mesh=mesh)
     history: dict[str, Any] = {
         "epoch": [], "steps": [], "examples_seen": [], "epoch_time": [], "wall_time": [],
         "compile_time": 0.0,
     }  # fmt: skip
-    ts = TrainState.create(params, optimizer, state=state, opt_state=opt_state)
     done, ckpts = 0, None
     if checkpoint_dir is not None:
         fingerprint = run_fingerprint(
@@ -265,50 +279,41 @@ def fit(
         ts = jax.device_put(ts) if done else ts
         return FitResult(ts.params, ts.state, ts.opt_state, history)
 
-    ts = _copy_tree(ts)
-    if mesh is None:
-        x, y = jax.device_put(x), jax.device_put(y)
-        train_objective, epoch_fn = objective, run_epoch
-    else:  # the same epoch computation; shardings fixed at the jit boundary
+    if mesh is None:  # arrays already on the device are used as they are (no copy)
+        ts, x, y, key = jax.device_put((ts, x, y, key))
+    else:
         ts, key = distributed.place(ts, mesh), distributed.replicate(key, mesh)
-        x, y = distributed.place_data(x, mesh), distributed.place_data(y, mesh)
-        train_objective = distributed.ShardedObjective(objective, distributed.as_auto(mesh))
-        epoch_fn = distributed.epoch_fn(mesh, ts)
-    static = dict(objective=train_objective, optimizer=optimizer, batch_size=batch_size,
-                  remainder=remainder)  # fmt: skip
-    t0 = time.perf_counter()
-    epoch_fn.lower(ts, x, y, key, np.int32(0), **static).compile()
+        x, y = distributed.place_data((x, y), mesh)
+    compile_time = engine.compile(ts, x, y, key)
     if validation is not None:
         x_val, y_val = jax.device_put(validation[0]), jax.device_put(validation[1])
         if mesh is not None:
             x_val, y_val = distributed.place_data((x_val, y_val), mesh)
-        val_static = dict(objective=objective, batch_size=min(eval_batch_size, n_val))
-        evaluate_objective.lower(ts.params, ts.state, x_val, y_val, **val_static).compile()
-    history["compile_time"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        val_fn = compile_evaluation(
+            ts.params, ts.state, x_val, y_val, objective=objective,
+            batch_size=min(eval_batch_size, n_val), mesh=mesh,
+        )  # fmt: skip
+        compile_time += time.perf_counter() - t0
+    history["compile_time"] = compile_time
 
-    weights = np.asarray(plan.weights(), np.float64)
     start = time.perf_counter() - (history["wall_time"][-1] if history["wall_time"] else 0.0)
-    guard = on_nonfinite == "raise"
     stop: StopTraining | None = None
     with ProgressBar(epochs - done, progress_enabled(progress)) as bar:
         for epoch in range(done, epochs):
-            last_good = _copy_tree(ts) if guard else None  # ts is donated to the epoch
+            last_good = ts  # nothing is donated: the state before this epoch stays valid
             t = time.perf_counter()
-            ts, step_metrics = epoch_fn(ts, x, y, key, np.int32(epoch), **static)
-            step_metrics = jax.device_get(jax.block_until_ready(step_metrics))
+            ts, sums = engine(ts, x, y, key, epoch)
+            train = engine.means(sums)  # waits for the epoch (the sums come last)
             jax.block_until_ready(ts)
             history["epoch_time"].append(time.perf_counter() - t)
-            train = {
-                k: float(np.dot(np.asarray(v, np.float64), weights) / weights.sum())
-                for k, v in step_metrics.items()
-            }
             problem = describe_nonfinite(
-                epoch + 1, step_metrics, bool(all_finite(ts.params)),
-                bool(all_finite(ts.state)), epoch * plan.n_steps + 1,
+                epoch + 1, train, bool(all_finite(ts.params)), bool(all_finite(ts.state)),
+                steps=(epoch * plan.n_steps + 1, (epoch + 1) * plan.n_steps),
             )  # fmt: skip
             val: dict[str, float] = {}
-            if validation is not None and not (problem and guard):
-                val_metrics = evaluate_objective(ts.params, ts.state, x_val, y_val, **val_static)
+            if validation is not None and not (problem and on_nonfinite == "raise"):
+                val_metrics = val_fn(ts.params, ts.state, x_val, y_val)
                 val = {k: float(v) for k, v in jax.device_get(val_metrics).items()}
             for k, v in train.items():
                 history.setdefault(f"train_{k}", []).append(v)
@@ -319,14 +324,12 @@ def fit(
             history["examples_seen"].append((epoch + 1) * plan.examples)
             history["wall_time"].append(time.perf_counter() - start)
             if problem is not None:
-                if guard:
-                    assert last_good is not None
+                if on_nonfinite == "raise":
                     raise _nonfinite_error(
                         problem, epoch, plan.n_steps, history, last_good, ckpts is not None
                     )
                 warnings.warn(f"fit: non-finite values in {problem}", NonFiniteWarning,
                               stacklevel=2)  # fmt: skip
-            del last_good
             for hook, wants_history in zip(hooks, with_history, strict=True):
                 if wants_history:
                     signal = hook(epoch + 1, ts.params, ts.state, history=history)

@@ -1,9 +1,13 @@
 """The non-finite guard of ``fit``: stop (or warn) at the first epoch that produced NaN/inf.
 
-After each epoch ``fit`` checks every per-step metric (loss, objective, ...) and every
-floating-point leaf of the params and model state. By default the first non-finite epoch
-raises :class:`NonFiniteError`, before any hook runs or checkpoint is written for it, so
-the checkpoint directory's newest checkpoint is the last finite one.
+After each epoch ``fit`` checks the epoch's metrics (loss, objective, ...: sums over
+its steps, so one non-finite step makes them non-finite) and every floating-point leaf
+of the params and model state. The epoch and its range of optimizer steps are named;
+which step first went wrong is not recorded (the metrics are summed on the device).
+
+By default the first non-finite epoch raises :class:`NonFiniteError`, before any hook
+runs or checkpoint is written for it, so the checkpoint directory's newest checkpoint is
+the last finite one.
 ``fit(..., on_nonfinite="warn")`` issues a :class:`NonFiniteWarning` instead and goes on.
 """
 
@@ -52,30 +56,30 @@ def all_finite(tree: Any) -> jax.Array:
 
 def describe_nonfinite(
     epoch: int,
-    step_metrics: dict[str, np.ndarray],
+    metrics: dict[str, Any],
     params_finite: bool,
     state_finite: bool,
-    first_step: int,
+    *,
+    steps: tuple[int, int],
 ) -> str | None:
     """A message naming what is not finite after ``epoch``, or ``None`` if all is finite.
 
     Args:
-      epoch: 1-based epoch. step_metrics: per-step host arrays ``(n_steps,)``.
+      epoch: 1-based epoch.
+      metrics: the epoch's metrics (means over its steps; a NaN or inf in any step makes
+        the mean non-finite), host floats or arrays.
       params_finite, state_finite: results of :func:`all_finite`.
-      first_step: the cumulative 1-based index of the epoch's first step.
+      steps: ``(first, last)`` cumulative 1-based optimizer steps of the epoch.
     """
-    problems = []
-    for name, values in step_metrics.items():
-        v = np.asarray(values, np.float64).reshape(-1)
-        bad = np.flatnonzero(~np.isfinite(v))
-        if bad.size:
-            i = int(bad[0])
-            problems.append(f"{name} is {v[i]} at step {first_step + i}")
+    problems = [
+        f"mean {name} is {float(np.max(v))}"
+        for name, v in metrics.items()
+        if not np.all(np.isfinite(np.asarray(v, np.float64)))
+    ]
     if not params_finite:
         problems.append("the params hold NaN/inf")
     if not state_finite:
         problems.append("the model state holds NaN/inf")
     if not problems:
         return None
-    last = first_step + max(len(np.reshape(v, -1)) for v in step_metrics.values()) - 1
-    return f"epoch {epoch} (optimizer steps {first_step}-{last}): " + "; ".join(problems)
+    return f"epoch {epoch} (optimizer steps {steps[0]}-{steps[1]}): " + "; ".join(problems)
