@@ -191,6 +191,7 @@ def parallel(
 
     def apply_stateful(params, state, x, *, key=None, train=False):
         _check_param_keys(params, named, "params")
+        _check_param_keys(state, named, "state")
         ys, new_state = [], {}
         for child_name, child in stateful:
             with _scope(child_name):

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fnet import initializers
@@ -264,6 +265,76 @@ def broadcast_features(v: Any, ndim: int) -> Any:
     fnet broadcasts explicitly, so it runs under ``jax_numpy_rank_promotion="raise"``.
     """
     return v.reshape((1,) * (ndim - 1) + v.shape)
+
+
+def float_input(x: Any, layer: str, dtype: Any = None) -> jax.Array:
+    """``x`` as a floating JAX array, for layers that do arithmetic on their input.
+
+    Floating inputs are returned unchanged (their dtype is kept). Integer and bool
+    inputs (``uint8`` pixels from the MNIST loaders, say) are cast to ``dtype`` (default
+    ``float32``; layers with params pass their params' or compute dtype) BEFORE any
+    arithmetic, so sums, means and products cannot overflow or wrap around. The dtype is
+    static, so this costs nothing under ``jax.jit``.
+
+    Raises:
+      TypeError: ``x`` has a complex or non-numeric dtype; the message names ``layer``.
+    """
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        return x
+    if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
+        return x.astype(jnp.float32 if dtype is None else dtype)
+    raise TypeError(
+        f"{layer} computes on real numbers and cannot take inputs of dtype {x.dtype}; "
+        "pass a float array (integer pixels are cast automatically)."
+    )
+
+
+def compute_dtype_of(compute_dtype: Any, layer: str) -> np.dtype | None:
+    """Validate a layer's ``compute_dtype`` argument: ``None`` or a floating dtype.
+
+    Raises:
+      ValueError: ``compute_dtype`` is not a floating dtype (e.g. ``jnp.int8``).
+    """
+    if compute_dtype is None:
+        return None
+    try:
+        dtype = jnp.dtype(compute_dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(
+            f"{layer}: compute_dtype must be a floating dtype such as jnp.bfloat16, "
+            f"jnp.float16 or jnp.float32 (or None), got {compute_dtype!r}"
+        )
+    return dtype
+
+
+def check_param_shapes(
+    params: Params, expected: Mapping[str, Sequence[int | None]], layer: str, what: str = "params"
+) -> None:
+    """Raise ``ShapeError`` naming ``layer`` if ``params`` do not match its configuration.
+
+    ``expected`` maps each name to its shape, ``None`` standing for a dimension the
+    configuration does not fix (an input width). Unknown and missing names are errors
+    too, so params made for another model cannot run silently. Shapes are static under
+    ``jax.jit``: the check is free at run time.
+    """
+    missing = [n for n in expected if n not in params]
+    unknown = sorted(set(params) - set(expected))
+    if missing or unknown:
+        raise ShapeError(
+            f"{layer}: {what} have keys {sorted(params)}, expected {sorted(expected)}; "
+            "were these made by this model's init?"
+        )
+    for n, want in expected.items():
+        got = tuple(np.shape(params[n]))
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)):
+            shown = tuple("?" if w is None else w for w in want)
+            raise ShapeError(
+                f"{layer}: {what}[{n!r}] has shape {got}, but this layer's configuration "
+                f"needs {shown}; were these {what} made for another model?"
+            )
 
 
 def require_params(params: Params, names: Sequence[str], layer: str) -> None:

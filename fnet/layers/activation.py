@@ -1,4 +1,10 @@
-"""Activation functions as parameterless layers (shape- and dtype-preserving unless stated)."""
+"""Activation functions as parameterless layers (shape- and dtype-preserving unless stated).
+
+Float inputs keep their dtype; integer and bool inputs are cast to float32 first
+(:func:`fnet.core.float_input`). ``-inf`` inputs are legal (masked scores): every layer
+here gives a finite output or the limit value (``LeakyRelu(-inf) = -inf``) and finite
+gradients for them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from collections.abc import Callable
 import jax
 
 from fnet import activations
-from fnet.core import Model, as_shape
+from fnet.core import Model, as_shape, float_input
 from fnet.errors import ShapeError
 
 __all__ = [
@@ -32,7 +38,7 @@ def _elementwise(
 
     def apply(params, x, *, key=None, train=False):
         del params, key, train
-        return fn(x)
+        return fn(float_input(x, kind))
 
     return Model(init, apply, name, kind=kind, config=config or {})
 
@@ -99,7 +105,7 @@ def Maxout(pieces: int = 2, *, name: str = "maxout") -> Model:
 
     def apply(params, x, *, key=None, train=False):
         del params, key, train
-        return activations.maxout(x, pieces)
+        return activations.maxout(float_input(x, desc), pieces)
 
     return Model(init, apply, name, kind="Maxout", config={"pieces": pieces})
 
