@@ -329,7 +329,7 @@ def check_param_shapes(
         )
     for n, want in expected.items():
         got = tuple(np.shape(params[n]))
-        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)):
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
             shown = tuple("?" if w is None else w for w in want)
             raise ShapeError(
                 f"{layer}: {what}[{n!r}] has shape {got}, but this layer's configuration "

@@ -73,7 +73,7 @@ def _tiles(win, stride, pad: str, hw: tuple[int, int]) -> bool:
     """True if the windows do not overlap and cover the (cropped) input without padding."""
     if tuple(stride) != tuple(win):
         return False
-    return pad == "VALID" or all(s % k == 0 for s, k in zip(hw, win))
+    return pad == "VALID" or all(s % k == 0 for s, k in zip(hw, win, strict=True))
 
 
 def _pool(kind: str, window, strides, padding: str, name: str) -> Model:
