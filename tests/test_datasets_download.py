@@ -212,9 +212,7 @@ def test_search_order_is_argument_env_user_cache_system_each_with_and_without_su
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(cache, "SYSTEM_DATA_DIR", tmp_path / "sys")
     roots = [tmp_path / "arg", tmp_path / "env", tmp_path / "xdg" / "fnet", tmp_path / "sys"]
-    assert candidate_dirs("mnist", tmp_path / "arg") == [
-        d for r in roots for d in (r / "mnist", r)
-    ]
+    assert candidate_dirs("mnist", tmp_path / "arg") == [d for r in roots for d in (r / "mnist", r)]
     assert candidate_dirs("fashion_mnist", tmp_path / "arg") == [
         d for r in roots for d in (r / "fashion_mnist", r / "fashion-mnist", r)
     ]

@@ -169,9 +169,7 @@ def _python_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
         or not x.flags.c_contiguous
     ):
         desc = f"{x.dtype}{x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
-        raise DataError(
-            f"{source}: 'data' must be a contiguous uint8 array (N, 3072), got {desc}."
-        )
+        raise DataError(f"{source}: 'data' must be a contiguous uint8 array (N, 3072), got {desc}.")
     if x.nbytes > len(data):  # its bytes cannot all have come from the file
         raise DataError(
             f"{source}: 'data' holds {x.nbytes} bytes but the pickle only {len(data)}; "
@@ -180,8 +178,7 @@ def _python_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     if type(y) is not list or len(y) != len(x):
         n = len(y) if type(y) is list else type(y).__name__
         raise DataError(
-            f"{source}: 'labels' must be a flat list of {len(x)} ints (one per image), "
-            f"got {n}."
+            f"{source}: 'labels' must be a flat list of {len(x)} ints (one per image), got {n}."
         )
     if not all(type(v) is int and 0 <= v < 10 for v in y):
         raise DataError(f"{source}: 'labels' must be ints in [0, 10); found other values.")
@@ -234,9 +231,9 @@ def _read_batches(tar: tarfile.TarFile, path: pathlib.Path, split: str) -> tuple
                 f"{limit:,} a CIFAR-10 archive holds there; refusing to read it."
             )
         if member.name in wanted and member.isfile():
-            f = tar.extractfile(member)
-            if f is not None:
-                got[member.name] = f.read(limit + 1)
+            stream = tar.extractfile(member)
+            if stream is not None:
+                got[member.name] = stream.read(member.size)
             if len(got) == len(wanted):
                 break
     if not fmt:

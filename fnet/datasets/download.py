@@ -151,8 +151,7 @@ def _check_pace(limits: _Limits, size: int) -> None:
     elapsed = time.monotonic() - limits.start
     if elapsed > limits.deadline:
         raise _TooSlow(
-            f"stopped after the overall deadline of {limits.deadline:g} s "
-            f"({size} bytes received)"
+            f"stopped after the overall deadline of {limits.deadline:g} s ({size} bytes received)"
         )
     if elapsed > limits.grace and size < limits.min_rate * elapsed:
         raise _TooSlow(
@@ -442,7 +441,9 @@ def ensure_files(
                     rejected.setdefault(spec.name, []).append((path, e))
     missing = [s for s in specs if s.name not in found]
     blocked = [
-        s for s in missing if not download or any(p.parent == dest for p, _ in rejected.get(s.name, []))
+        s
+        for s in missing
+        if not download or any(p.parent == dest for p, _ in rejected.get(s.name, []))
     ]
     bad = [s for s in blocked if s.name in rejected]
     if bad:
@@ -457,15 +458,16 @@ def ensure_files(
     where = "\n".join(f"    {d}" for d in dirs)
     if missing and not download:
         names = ", ".join(s.name for s in missing)
-        reason = (
-            f"{names} not found, and download=False. Looked in:\n{where}"
-            + _others_note(dirs, specs, others)
+        reason = f"{names} not found, and download=False. Looked in:\n{where}" + _others_note(
+            dirs, specs, others
         )
         raise DownloadError(
             missing_files_message(dataset, [s.name for s in missing], dest, mirrors, reason=reason)
         )
     for i, spec in enumerate(missing):
-        path, reasons = _try_mirrors(spec, dest, mirrors, timeout, DEFAULT_DEADLINE, DEFAULT_MIN_RATE)
+        path, reasons = _try_mirrors(
+            spec, dest, mirrors, timeout, DEFAULT_DEADLINE, DEFAULT_MIN_RATE
+        )
         if path is None:
             reason = (
                 f"the files are not in any of:\n{where}"
@@ -475,7 +477,7 @@ def ensure_files(
             )
             still = [s.name for s in missing[i:]]
             raise DownloadError(missing_files_message(dataset, still, dest, mirrors, reason=reason))
-        found[spec.name] = read(path, spec, fix=fix)
+        found[spec.name] = read(got, spec, fix=fix)
     return [found[s.name] for s in specs]
 
 

@@ -186,7 +186,7 @@ def read_idx_verbose(path: str | os.PathLike[str], *, max_bytes: int = MAX_IDX_B
     path = pathlib.Path(path)
     source = str(path)
     try:
-        f = open(path, "rb")  # noqa: SIM115 (closed below)
+        f = open(path, "rb")
     except OSError as e:
         raise DataError(f"{path}: cannot read the file ({e}).") from e
     with f:

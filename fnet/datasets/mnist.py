@@ -391,7 +391,10 @@ def load_mnist_format(
     """
     images_path, labels_path = pathlib.Path(images_path), pathlib.Path(labels_path)
     images, labels = _read_pair(
-        images_path, labels_path, n_classes=n_classes, image_shape=image_shape,
+        images_path,
+        labels_path,
+        n_classes=n_classes,
+        image_shape=image_shape,
         max_images=max_bytes,
     )
     info = {
