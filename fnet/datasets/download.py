@@ -465,10 +465,10 @@ def ensure_files(
             missing_files_message(dataset, [s.name for s in missing], dest, mirrors, reason=reason)
         )
     for i, spec in enumerate(missing):
-        path, reasons = _try_mirrors(
+        got, reasons = _try_mirrors(
             spec, dest, mirrors, timeout, DEFAULT_DEADLINE, DEFAULT_MIN_RATE
         )
-        if path is None:
+        if got is None:
             reason = (
                 f"the files are not in any of:\n{where}"
                 + _others_note(dirs, specs, others)
