@@ -223,7 +223,7 @@ def parse_manifest(path: Path, raw: bytes, step: int) -> dict[str, Any]:
     try:
         manifest = json.loads(raw.decode("utf-8"), parse_int=_bounded_int)
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
-        raise _bad(path, f"not UTF-8 JSON ({exc})") from exc
+        raise _bad(path, f"not UTF-8 JSON within fnet's limits ({exc})") from exc
     except RecursionError as exc:
         raise _bad(path, "JSON nested too deeply") from exc
     _check_fields(path, manifest, "", MANIFEST_FIELDS)
