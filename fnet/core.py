@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import jax
 import numpy as np
 
+from fnet import initializers
 from fnet.errors import ShapeError
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "State",
     "StatefulModel",
     "as_stateful",
+    "describe",
+    "describe_initializer",
     "is_stateful",
     "layer_key",
 ]
@@ -61,6 +64,7 @@ class _Pair:
     name: str = "model"
     children: tuple[tuple[str, AnyModel], ...] = ()
     kind: str = ""
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         """Unpack like a pair: ``init, apply = model``."""
@@ -81,6 +85,8 @@ class Model(_Pair):
       kind: the constructor that built it (``"Dense"``, ``"serial"``), so tools that
         specialise on structure (the per-example dense-layer trick, ``summary``) can ask
         instead of guessing; ``name`` may be anything the user chose.
+      config: the constructor's arguments as a JSON-able mapping (``{"out_dim": 10,
+        "w_init": "glorot_normal", ...}``), children excluded; :func:`describe` nests it.
     """
 
 
@@ -95,6 +101,7 @@ class StatefulModel(_Pair):
       name: the default name combinators give this layer.
       children: ``(name, model)`` pairs of a combinator's sub-models.
       kind: the constructor that built it (``"BatchNorm"``, ``"serial"``).
+      config: the constructor's arguments as a JSON-able mapping (see :class:`Model`).
     """
 
 
@@ -125,7 +132,84 @@ def as_stateful(model: AnyModel) -> StatefulModel:
     def apply(params, state, x, *, key=None, train=False):
         return model.apply(params, x, key=key, train=train), state
 
-    return StatefulModel(init, apply, model.name, model.children, model.kind)
+    return StatefulModel(init, apply, model.name, model.children, model.kind, model.config)
+
+
+def describe(model: AnyModel) -> dict[str, Any]:
+    """A JSON-able description of a model's structure: kinds, configuration and children.
+
+    Two models with the same description compute the same function of the same params
+    (up to user-supplied callables, which are named, not compared); two models whose
+    layers differ in kind or configuration (``Relu`` vs ``Tanh``, ``Dropout(0.1)`` vs
+    ``Dropout(0.5)``) get different descriptions even when every shape agrees, so a
+    checkpoint can record it and refuse a mismatched model.
+
+    Returns:
+      ``{"kind": str, "name": str, "stateful": bool, "config": {...}, "children":
+      [{"child": child_name, **describe(child)}, ...]}``; ``children`` is empty for a
+      layer. Every value is a str, int, float, bool, None, list or dict
+      (``json.dumps`` accepts it; ``sort_keys=True`` gives a stable fingerprint).
+
+    Raises:
+      TypeError: ``model`` is not an fnet model.
+    """
+    stateful = is_stateful(model)
+    return {
+        "kind": model.kind,
+        "name": model.name,
+        "stateful": stateful,
+        "config": _jsonable(dict(model.config)),
+        "children": [
+            {"child": child_name, **describe(child)} for child_name, child in model.children
+        ],
+    }
+
+
+def describe_initializer(init: Any) -> str:
+    """How :func:`describe` names an initializer: its registered name, else ``callable:<qualname>``.
+
+    A string is returned as is (``"he_normal"``); a function registered in
+    ``fnet.initializers`` under a name gets that name; any other callable is named
+    ``"callable:<module>.<qualname>"`` (e.g. ``"callable:fnet.initializers.normal.<locals>.init"``
+    for ``normal(0.01)``): honest about the code that runs, but silent about values
+    captured in a closure, so a description cannot tell ``normal(0.01)`` from
+    ``normal(0.1)``. Pass initializers by name where you can.
+    """
+    if isinstance(init, str):
+        return init
+    registered = _registered_initializer_name(init)
+    if registered is not None:
+        return registered
+    module = getattr(init, "__module__", None) or type(init).__module__
+    qualname = getattr(init, "__qualname__", None) or type(init).__qualname__
+    return f"callable:{module}.{qualname}"
+
+
+def _registered_initializer_name(init: Any) -> str | None:
+    for name in initializers.__all__:
+        if getattr(initializers, name, None) is init:
+            return name
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert a constructor argument to JSON-able form (dtypes by name, tuples as lists)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.dtype, type)) or hasattr(value, "dtype"):
+        try:
+            return np.dtype(value).name
+        except TypeError:
+            pass
+    if callable(value):
+        return describe_initializer(value)
+    return repr(value)
 
 
 def layer_key(key: jax.Array, name: str) -> jax.Array:

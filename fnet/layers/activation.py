@@ -23,7 +23,9 @@ __all__ = [
 ]
 
 
-def _elementwise(fn: Callable[[jax.Array], jax.Array], name: str, kind: str) -> Model:
+def _elementwise(
+    fn: Callable[[jax.Array], jax.Array], name: str, kind: str, config: dict | None = None
+) -> Model:
     def init(key, input_shape):
         del key
         return as_shape(input_shape, name), {}
@@ -32,7 +34,7 @@ def _elementwise(fn: Callable[[jax.Array], jax.Array], name: str, kind: str) -> 
         del params, key, train
         return fn(x)
 
-    return Model(init, apply, name, kind=kind)
+    return Model(init, apply, name, kind=kind, config=config or {})
 
 
 def Relu(*, name: str = "relu") -> Model:
@@ -54,14 +56,16 @@ def LeakyRelu(alpha: float = 0.1, *, name: str = "leaky_relu") -> Model:
     """``max(alpha x, x)`` elementwise; the slides use ``alpha = 0.1``."""
     if not 0.0 <= alpha < 1.0:
         raise ValueError(f"LeakyRelu: alpha must lie in [0, 1), got {alpha!r}")
-    return _elementwise(lambda x: activations.leaky_relu(x, alpha), name, "LeakyRelu")
+    return _elementwise(
+        lambda x: activations.leaky_relu(x, alpha), name, "LeakyRelu", {"alpha": float(alpha)}
+    )
 
 
 def Elu(alpha: float = 1.0, *, name: str = "elu") -> Model:
     """``x`` for ``x > 0``, ``alpha (exp(x) - 1)`` otherwise."""
     if not alpha > 0:
         raise ValueError(f"Elu: alpha must be positive, got {alpha!r}")
-    return _elementwise(lambda x: activations.elu(x, alpha), name, "Elu")
+    return _elementwise(lambda x: activations.elu(x, alpha), name, "Elu", {"alpha": float(alpha)})
 
 
 def Softmax(*, name: str = "softmax") -> Model:
@@ -97,7 +101,7 @@ def Maxout(pieces: int = 2, *, name: str = "maxout") -> Model:
         del params, key, train
         return activations.maxout(x, pieces)
 
-    return Model(init, apply, name, kind="Maxout")
+    return Model(init, apply, name, kind="Maxout", config={"pieces": pieces})
 
 
 _LAYERS: dict[str, Callable[[], Model]] = {

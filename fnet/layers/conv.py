@@ -9,7 +9,14 @@ import jax.numpy as jnp
 from jax import lax
 
 from fnet import initializers
-from fnet.core import Model, as_shape, broadcast_features, check_input, require_params
+from fnet.core import (
+    Model,
+    as_shape,
+    broadcast_features,
+    check_input,
+    describe_initializer,
+    require_params,
+)
 from fnet.errors import ShapeError
 
 __all__ = ["Conv2D"]
@@ -78,4 +85,13 @@ def Conv2D(
         check_input(x, desc, rank=4, last=params["w"].shape[2])
         return conv(params, x)
 
-    return Model(init, apply, name, kind="Conv2D")
+    config = {
+        "features": features,
+        "kernel_size": list(kernel),
+        "strides": list(stride),
+        "padding": pad,
+        "w_init": describe_initializer(w_init),
+        "b_init": describe_initializer(b_init),
+        "param_dtype": jnp.dtype(param_dtype).name,
+    }
+    return Model(init, apply, name, kind="Conv2D", config=config)

@@ -6,7 +6,14 @@ import jax
 import jax.numpy as jnp
 
 from fnet import initializers
-from fnet.core import Model, as_shape, broadcast_features, check_input, require_params
+from fnet.core import (
+    Model,
+    as_shape,
+    broadcast_features,
+    check_input,
+    describe_initializer,
+    require_params,
+)
 
 __all__ = ["Dense", "append_ones", "fold_bias"]
 
@@ -45,7 +52,13 @@ def Dense(
         check_input(x, desc, last=params["w"].shape[0])
         return x @ params["w"] + broadcast_features(params["b"], x.ndim)
 
-    return Model(init, apply, name, kind="Dense")
+    config = {
+        "out_dim": out_dim,
+        "w_init": describe_initializer(w_init),
+        "b_init": describe_initializer(b_init),
+        "param_dtype": jnp.dtype(param_dtype).name,
+    }
+    return Model(init, apply, name, kind="Dense", config=config)
 
 
 def append_ones(x: jax.Array) -> jax.Array:

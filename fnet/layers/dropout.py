@@ -37,4 +37,4 @@ def Dropout(rate: float, *, name: str = "dropout") -> Model:
         keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
         return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
-    return Model(init, apply, name, kind="Dropout")
+    return Model(init, apply, name, kind="Dropout", config={"rate": float(rate)})

@@ -47,7 +47,8 @@ def LayerNorm(
         offset = broadcast_features(params["offset"], x.ndim)
         return (x - mean) * lax.rsqrt(var + eps) * scale + offset
 
-    return Model(init, apply, name, kind="LayerNorm")
+    config = {"eps": float(eps), "param_dtype": jnp.dtype(param_dtype).name}
+    return Model(init, apply, name, kind="LayerNorm", config=config)
 
 
 def BatchNorm(
@@ -107,4 +108,10 @@ def BatchNorm(
         y = (x - mean) * inv + broadcast_features(params["offset"], x.ndim)
         return y, new_state
 
-    return StatefulModel(init, apply, name, kind="BatchNorm")
+    config = {
+        "momentum": float(momentum),
+        "eps": float(eps),
+        "axis_name": axis_name,
+        "param_dtype": jnp.dtype(param_dtype).name,
+    }
+    return StatefulModel(init, apply, name, kind="BatchNorm", config=config)

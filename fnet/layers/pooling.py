@@ -43,7 +43,8 @@ def _pool(kind: str, window, strides, padding: str, name: str) -> Model:
         check_input(x, desc, rank=4)
         return pool(x)
 
-    return Model(init, apply, name, kind=kind)
+    config = {"window": list(win), "strides": list(stride), "padding": pad}
+    return Model(init, apply, name, kind=kind, config=config)
 
 
 def MaxPool(

@@ -51,4 +51,4 @@ def Reshape(shape: Sequence[int], *, name: str = "reshape") -> Model:
         check(x.shape)
         return x.reshape(x.shape[0], *target)
 
-    return Model(init, apply, name, kind="Reshape")
+    return Model(init, apply, name, kind="Reshape", config={"shape": list(target)})
