@@ -93,6 +93,8 @@ def read_regular(path: Path, *, size: int | None = None, max_size: int | None = 
       size: the exact size it must have (as recorded in the manifest).
       max_size: the largest size accepted when ``size`` is not known.
     """
+    if not _NOFOLLOW and path.is_symlink():  # no O_NOFOLLOW (Windows): check first
+        raise CheckpointError(f"{path} is a symlink; checkpoint files must be regular files.")
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
     except OSError as exc:

@@ -30,6 +30,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from tqdm.auto import tqdm
+
 from fnet.datasets.cache import ENV_VAR, candidate_dirs, download_dir
 from fnet.errors import DataError, DownloadError
 
@@ -202,7 +204,7 @@ def _watchdog_opener(limits: _Limits, killed: list[str]) -> urllib.request.Opene
 
     class _HTTPSHandler(urllib.request.HTTPSHandler):
         def https_open(self, req):  # type: ignore[no-untyped-def]
-            return self.do_open(_HTTPS, req)
+            return self.do_open(_HTTPS, req, context=self._context)
 
     opener = urllib.request.build_opener(_HTTPHandler, _HTTPSHandler)
     opener._fnet_timers = conns  # type: ignore[attr-defined]
@@ -231,13 +233,11 @@ def _fetch(url: str, tmp, timeout: float, spec: FileSpec, limits: _Limits) -> tu
                     tmp.write(chunk)
                     sha.update(chunk)
                     size += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
+                    bar.update(len(chunk))
                     if size > spec.size:
                         break  # more than the official file holds: stop reading
             finally:
-                if bar is not None:
-                    bar.close()
+                bar.close()
     except (OSError, http.client.HTTPException):
         if killed:
             _check_pace(limits, size)  # reports the deadline
@@ -250,12 +250,8 @@ def _fetch(url: str, tmp, timeout: float, spec: FileSpec, limits: _Limits) -> tu
     return size, sha.hexdigest()
 
 
-def _progress(spec: FileSpec):
-    """A tqdm bar when stderr is a terminal, else ``None``."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is a dependency, but a progress bar is not essential
-        return None
+def _progress(spec: FileSpec) -> tqdm:
+    """A progress bar shown only when stderr is a terminal (tqdm's ``disable=None``)."""
     return tqdm(
         total=spec.size, unit="B", unit_scale=True, desc=spec.name, disable=None, leave=False
     )
