@@ -204,7 +204,8 @@ def _watchdog_opener(limits: _Limits, killed: list[str]) -> urllib.request.Opene
 
     class _HTTPSHandler(urllib.request.HTTPSHandler):
         def https_open(self, req):  # type: ignore[no-untyped-def]
-            return self.do_open(_HTTPS, req, context=self._context)
+            context = getattr(self, "_context", None)  # what HTTPSHandler was given
+            return self.do_open(_HTTPS, req, context=context)
 
     opener = urllib.request.build_opener(_HTTPHandler, _HTTPSHandler)
     opener._fnet_timers = conns  # type: ignore[attr-defined]
