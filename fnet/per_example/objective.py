@@ -32,11 +32,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 import jax
 
 from fnet.core import AnyModel, Params, is_stateful
+from fnet.losses import Reduction as LossReduction
 
 __all__ = [
     "LossFn",
@@ -51,8 +52,10 @@ __all__ = [
 ]
 
 LossFn: TypeAlias = Callable[..., jax.Array]
+#: How a loss combines a batch into a scalar: :data:`fnet.losses.Reduction` without
+#: ``"none"`` (which returns per-example losses, not the scalar differentiated here).
 Reduction: TypeAlias = Literal["mean", "sum"]
-REDUCTIONS = ("mean", "sum")
+REDUCTIONS: tuple[str, ...] = tuple(r for r in get_args(LossReduction) if r != "none")
 
 
 def check_reduction(reduction: str) -> None:
