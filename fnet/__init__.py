@@ -21,7 +21,7 @@ from fnet import (
     validation,
 )
 from fnet.combinators import parallel, residual, serial
-from fnet.core import Model, StatefulModel, as_stateful, is_stateful, layer_key
+from fnet.core import Model, StatefulModel, as_stateful, describe, is_stateful, layer_key
 from fnet.layers import (
     Activation,
     AvgPool,
