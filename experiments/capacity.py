@@ -234,7 +234,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     figures = []
     res = results["spiral"]
     n_s, n_l = len(res["sizes"]), len(res["lambdas"])
-    fig, axes = plt.subplots(n_s, n_l, figsize=(1.9 * n_l, 1.95 * n_s), squeeze=False)
+    fig, axes = plt.subplots(
+        n_s, n_l, figsize=(1.9 * n_l, 2.0 * n_s + 0.3), squeeze=False, layout="constrained"
+    )
     acc = res["accuracy"]
     for i, size in enumerate(res["sizes"]):
         for j, lam in enumerate(res["lambdas"]):
