@@ -329,7 +329,10 @@ def check_param_shapes(
         )
     for n, want in expected.items():
         got = tuple(np.shape(params[n]))
-        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+        fits = len(got) == len(want) and all(
+            w is None or g == w for g, w in zip(got, want, strict=True)
+        )
+        if not fits:
             shown = tuple("?" if w is None else w for w in want)
             raise ShapeError(
                 f"{layer}: {what}[{n!r}] has shape {got}, but this layer's configuration "
