@@ -338,13 +338,3 @@ def check_param_shapes(
                 f"{layer}: {what}[{n!r}] has shape {got}, but this layer's configuration "
                 f"needs {shown}; were these {what} made for another model?"
             )
-
-
-def require_params(params: Params, names: Sequence[str], layer: str) -> None:
-    """Raise ``KeyError`` with a clear message if ``params`` lacks any of ``names``."""
-    missing = [n for n in names if n not in params]
-    if missing:
-        raise KeyError(
-            f"{layer}: params are missing {missing} (got keys {sorted(params)}); "
-            "were these params made by this model's init?"
-        )

@@ -37,7 +37,8 @@ def test_layer_passes_gradcheck_in_float64(name):
     def objective(p_and_x):
         p, x = p_and_x
         ys, _ = model.apply(p, state, x, train=True, key=jax.random.key(2))
-        terms = [jnp.sum(jnp.tanh(y) * w) for y, w in zip(jax.tree.leaves(ys), weights)]
+        leaves = jax.tree.leaves(ys)
+        terms = [jnp.sum(jnp.tanh(y) * w) for y, w in zip(leaves, weights, strict=True)]
         return sum(terms[1:], terms[0])
 
     # A seeded random subset of coordinates per leaf keeps conv checks fast.

@@ -198,7 +198,7 @@ def test_state_keeps_its_dtype_for_float64_inputs():
 def test_complex_inputs_are_refused_with_a_type_error():
     model = fnet.Dense(2)
     _, params = model.init(jax.random.key(0), (-1, 2))
-    with pytest.raises(TypeError, match="Dense.*complex64"):
+    with pytest.raises(TypeError, match=r"Dense.*complex64"):
         model.apply(params, jnp.ones((1, 2), jnp.complex64))
 
 
@@ -284,7 +284,7 @@ def test_layers_check_params_against_their_configuration(make, other, shape):
 
 def test_norm_layers_check_params_and_state_shapes():
     bn = fnet.BatchNorm()
-    _, params, state = bn.init(None, (-1, 3))
+    _, params, _ = bn.init(None, (-1, 3))
     _, small_state = fnet.BatchNorm().init(None, (-1, 2))[1:]
     with pytest.raises(ShapeError, match=r"BatchNorm: state\['mean'\]"):
         bn.apply(params, small_state, jnp.ones((2, 3)))
