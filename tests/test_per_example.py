@@ -206,3 +206,38 @@ def test_per_example_grads_compile_once_per_shape():
     for _ in range(3):
         pe.grads(counted, params, x, y)
     assert len(traces) == 1
+
+
+def test_an_objective_from_fnet_train_gives_the_same_per_example_grads_and_norms():
+    loss_fn, params, x, y = _mlp_case()
+    objective = fnet.train.supervised(loss_fn.model, softmax_cross_entropy)
+    want = jax.tree.map(np.asarray, pe.grads(loss_fn, params, x, y, method="vmap"))
+    got = pe.grads(objective, params, x, y)  # (params, state, x, y, key, *, train)
+    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7), got, want)
+    np.testing.assert_allclose(
+        pe.norms(objective, params, x, y, chunk_size=4), _flat_norms(want), rtol=1e-5
+    )
+    assert pe.from_objective(objective) == pe.from_objective(objective)  # one jit cache entry
+
+
+def test_from_objective_train_true_uses_per_example_dropout_keys_like_model_loss():
+    loss_fn, params, x, y = _mlp_case(0.5)
+    objective = fnet.train.supervised(loss_fn.model, softmax_cross_entropy)
+    key = jax.random.key(4)
+    want = pe.grads(loss_fn, params, x, y, key=key, method="vmap")
+    got = pe.grads(pe.from_objective(objective, train=True), params, x, y, key=key)
+    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7), got, want)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"chunk_size": 0}, ValueError, "chunk_size must be >= 1, got 0"),
+        ({"chunk_size": True}, TypeError, "chunk_size must be an int >= 1, got True"),
+        ({"chunk_size": 2.0}, TypeError, "chunk_size must be an int >= 1"),
+    ],
+)
+def test_norms_reject_a_chunk_size_that_is_not_a_positive_int(kwargs, error, match):
+    loss_fn, params, x, y = _mlp_case()
+    with pytest.raises(error, match=match):
+        pe.norms(loss_fn, params, x, y, **kwargs)
