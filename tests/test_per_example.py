@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def _flat_norms(g):
 
 
 def _assert_tree_close(a, b, rtol=1e-5, atol=1e-6):
-    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=rtol, atol=atol), a, b)
+    chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)  # names the failing leaf
 
 
 @pytest.mark.parametrize("case", ["mlp", "convnet", "dropout"])
@@ -213,7 +214,7 @@ def test_an_objective_from_fnet_train_gives_the_same_per_example_grads_and_norms
     objective = fnet.train.supervised(loss_fn.model, softmax_cross_entropy)
     want = jax.tree.map(np.asarray, pe.grads(loss_fn, params, x, y, method="vmap"))
     got = pe.grads(objective, params, x, y)  # (params, state, x, y, key, *, train)
-    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7), got, want)
+    _assert_tree_close(got, want, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(
         pe.norms(objective, params, x, y, chunk_size=4), _flat_norms(want), rtol=1e-5
     )
@@ -226,7 +227,7 @@ def test_from_objective_train_true_uses_per_example_dropout_keys_like_model_loss
     key = jax.random.key(4)
     want = pe.grads(loss_fn, params, x, y, key=key, method="vmap")
     got = pe.grads(pe.from_objective(objective, train=True), params, x, y, key=key)
-    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7), got, want)
+    _assert_tree_close(got, want, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(
