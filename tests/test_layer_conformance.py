@@ -6,6 +6,8 @@ fails when a layer is added to ``fnet.layers`` without an entry there.
 
 from __future__ import annotations
 
+import json
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -147,3 +149,12 @@ def test_registry_inputs_are_deterministic():
     _, _, _, _, x1 = _init("Dense")
     _, _, _, _, x2 = _init("Dense")
     np.testing.assert_array_equal(x1, x2)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_describe_is_json_able_and_names_every_child(name):
+    model = REGISTRY[name].make()
+    description = fnet.describe(model)
+    assert json.loads(json.dumps(description)) == description
+    assert description["kind"] == model.kind
+    assert [c["child"] for c in description["children"]] == [n for n, _ in model.children]

@@ -25,7 +25,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
+from jax.sharding import Mesh
 
+from fnet import distributed
 from fnet._checks import check_int
 from fnet.chunking import scan_chunks
 from fnet.core import Params
@@ -275,6 +277,7 @@ def norms(
     state: Any = None,
     method: Method = "auto",
     chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> jax.Array:
     """Per-example gradient L2 norms ``|g_i|`` (over all parameters), shape ``(n,)``.
 
@@ -285,12 +288,20 @@ def norms(
     :func:`grads`; ``chunk_size`` (an int >= 1, or ``None``) is capped at ``n``. Returns
     the params' floating dtype.
 
+    ``mesh``: a ``jax.sharding.Mesh``; the examples are split over its data axis (``N``
+    divisible by the data-axis size, see :func:`fnet.per_example.stats`) and the result
+    is a global ``(n,)`` array.
+
     Raises:
       TypeError, ValueError: ``chunk_size`` is not ``None`` or an int >= 1; ``method`` is
         unknown, or ``"dense"`` where the trick does not apply.
     """
     loss_fn = as_loss_fn(loss_fn)
     chunk_size = check_chunk_size(chunk_size)
+    if mesh is not None:
+        (x, y), (params, key, state) = distributed.shard_examples(
+            (x, y), (params, key, state), mesh
+        )
     method = choose_path(loss_fn, params, x, y, key, state, method)  # type: ignore[assignment]
     return _norms_jit(loss_fn, params, x, y, key, state, method, chunk_size)
 

@@ -24,7 +24,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
+from jax.sharding import Mesh
 
+from fnet import distributed
 from fnet._checks import check_int
 from fnet.core import Params
 from fnet.per_example.chunking import batch_size, example_keys
@@ -150,6 +152,7 @@ def stats(
     hessian_batch: int = 1024,
     hessian_key: jax.Array | None = None,
     reduction: Reduction | None = None,
+    mesh: Mesh | None = None,
 ) -> GradientStats:
     """Gradient statistics of ``loss_fn`` over the dataset ``x, y`` (see module docstring).
 
@@ -167,6 +170,11 @@ def stats(
       reduction: how ``loss_fn`` combines a batch (``"mean"``/``"sum"``), used to build
         the mean loss for ``H``. Default: ``loss_fn.reduction`` for a ModelLoss, else
         ``"mean"``.
+      mesh: a ``jax.sharding.Mesh``: the examples are split over its data axis
+        (:func:`fnet.distributed.shard_examples`; ``N`` must be divisible by the
+        data-axis size; already-global arrays are kept), params, state and keys
+        replicated; the compiled computation follows those shardings. Same numbers as
+        without a mesh, to float rounding.
 
     Returns:
       :class:`GradientStats`.
@@ -175,12 +183,17 @@ def stats(
       TypeError, ValueError: ``chunk_size``, ``hessian_examples`` or ``hessian_batch`` is
         not an int (``chunk_size >= 1`` or ``None``, ``hessian_examples >= 0``,
         ``hessian_batch >= 1``); ``hessian_examples > 0`` without a ``hessian_key``; an
-        unknown ``method`` or ``reduction``.
+        unknown ``method`` or ``reduction``; with ``mesh``, ``N`` not divisible by the
+        data-axis size.
     """
     loss_fn = as_loss_fn(loss_fn)
     chunk_size = check_chunk_size(chunk_size)
     hessian_examples = check_int(hessian_examples, "hessian_examples", minimum=0)
     hessian_batch = check_int(hessian_batch, "hessian_batch", minimum=1)
+    if mesh is not None:
+        (x, y), (params, key, state, hessian_key) = distributed.shard_examples(
+            (x, y), (params, key, state, hessian_key), mesh
+        )
     n = batch_size(x)
     path = choose_path(loss_fn, params, x, y, key, state, method)
     grad, g2, mean_sq, sq = _moments(loss_fn, params, x, y, key, state, path, chunk_size)
