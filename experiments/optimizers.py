@@ -280,8 +280,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             verdicts.append(best)
     if all(v == "match" for v in verdicts):
         verdict = (
-            "reproduced: tuned SGD + momentum is the best or within 5% of the best (Adam "
-            "ties it); full-batch L-BFGS, given three times the passes, does not beat it"
+            "reproduced: tuned SGD + momentum is the best or within 5% of the best on every "
+            "dataset; full-batch L-BFGS, given three times the passes, does not beat it"
         )
     elif "lbfgs" in verdicts:
         verdict = "not reproduced: full-batch L-BFGS beat tuned SGD + momentum"
