@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             )
         tables.append({"title": f"Optimizers on {res['label']}, each tuned", "lines": lines})
         row[0].set_yscale("log")
-        row[0].set_ylabel("training loss (whole set)")
+        row[0].set_ylabel(f"training loss ({TRACK:,} training images)")
         for ax in row[1:]:
             ax.set_ylabel(f"test error, % ({min(TRACK, n_test):,} test images)")
             ax.set_ylim(0, min(100.0, 2.5 * max(final.values())))
