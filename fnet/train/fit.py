@@ -6,8 +6,9 @@ from __future__ import annotations
 import inspect
 import os
 import time
+import warnings
 from collections.abc import Sequence
-from typing import Any, NamedTuple, TextIO
+from typing import Any, Literal, NamedTuple, TextIO
 
 import jax
 import numpy as np
@@ -15,13 +16,14 @@ import optax
 from jax.sharding import Mesh
 
 from fnet import distributed
-from fnet.train import resume
 from fnet.train.engine import EpochEngine, StepsPerCall
 from fnet.train.epoch import REMAINDERS, Remainder, batch_plan
 from fnet.train.evaluate import compile_evaluation
-from fnet.train.hooks import Hook
+from fnet.train.guard import NonFiniteError, NonFiniteWarning, all_finite, describe_nonfinite
+from fnet.train.hooks import Hook, StopTraining, takes_history
 from fnet.train.objective import Objective
 from fnet.train.progress import ProgressBar, progress_enabled
+from fnet.train.resume import FitCheckpoints, Resume, model_description, run_fingerprint
 from fnet.train.step import TrainState
 from fnet.train.validate import check_batch_size, check_xy
 
@@ -42,11 +44,12 @@ class FitResult(NamedTuple):
     - ``val_<metric>`` (with ``validation``): metrics on the validation set after the
       epoch, ``train=False``;
     - ``epoch_time``: seconds of the training epoch alone (compiled call until done);
-    - ``wall_time``: cumulative seconds since the first epoch began, validation and hooks
-      included, compilation excluded;
+    - ``wall_time``: cumulative seconds since the first epoch began, up to the end of
+      this epoch's validation (hooks of earlier epochs included), compilation excluded;
 
-    and one scalar, ``compile_time``: seconds spent tracing and compiling before the first
-    epoch (near 0 when a previous ``fit`` call compiled the same computation).
+    one scalar, ``compile_time``: seconds spent tracing and compiling before the first
+    epoch (near 0 when a previous ``fit`` call compiled the same computation); and, when
+    a hook stopped training, ``stopped``: its reason (a string).
     """
 
     params: Any
@@ -108,6 +111,9 @@ def fit(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     every: int = 1,
     keep: int | None = 3,
+    resume: Resume = "auto",
+    extra: dict[str, Any] | None = None,
+    on_nonfinite: Literal["raise", "warn"] = "raise",
 ) -> FitResult:
     """Minimise ``objective`` with ``optimizer`` for ``epochs`` epochs of mini-batches.
 
@@ -156,9 +162,17 @@ def fit(
       eval_batch_size: batch size for the validation pass (clipped to its size).
       progress: ``True``: a tqdm bar updated once per epoch with loss/accuracy, shown only
         on a terminal or in Jupyter; ``False``: none; a file object: always, there.
-      on_epoch_end: a hook or list of hooks ``hook(epoch, params, state)`` called after
-        each epoch (1-based ``epoch``); wrap with :func:`fnet.train.every_k_epochs` for every k
-        epochs. The arrays stay valid (nothing is donated). Return values are ignored.
+      on_epoch_end: a hook or list of hooks ``hook(epoch, params, state)`` called in
+        order after each epoch (1-based ``epoch``); a hook with a keyword ``history`` also
+        gets the history so far (this epoch included). Wrap with
+        :func:`fnet.train.every_k_epochs` for every k epochs. The arrays stay valid
+        (nothing is donated). A hook returning :class:`~fnet.train.hooks.StopTraining`
+        stops ``fit`` after this epoch (the remaining hooks still run, the checkpoint is
+        saved, ``history["stopped"]`` holds the reason, and its ``params``/``state``, if
+        given, are returned); other return values are ignored. Ready-made:
+        :class:`~fnet.train.EarlyStopping`, :class:`~fnet.train.KeepBest`,
+        :class:`~fnet.train.JSONLLogger`, :class:`~fnet.train.CSVLogger`,
+        :class:`~fnet.train.TensorBoardLogger`.
       mesh: a ``jax.sharding.Mesh`` for data parallelism (:mod:`fnet.distributed`,
         ``docs/parallel.md``): every step's batch is split over the mesh's ``"data"``
         axis, params/state/optimizer state are replicated (large matrices split over a
@@ -174,15 +188,37 @@ def fit(
         per call (compile time grows with ``K``). The same steps, batches and keys
         whatever the choice (see above for the bits); each distinct chunk (the last one
         included) compiles once.
-      checkpoint_dir: save a checkpoint (:mod:`fnet.checkpoint`, step = epochs done)
-        every ``every`` epochs and after the last one, and RESUME from the latest
-        checkpoint there if there is one: its params, state, optimizer state and history
-        replace ``params``/``state``/``opt_state``, and training continues at the next
-        epoch up to ``epochs`` in total. With the same ``key`` the result is
-        bit-identical (on CPU) to an uninterrupted run. A checkpoint of another model,
-        optimizer, key, ``N``, ``batch_size`` or ``remainder`` raises ``CheckpointError``.
+      checkpoint_dir: save a checkpoint (:mod:`fnet.checkpoint`, step = epochs done;
+        layout in :mod:`fnet.train.resume`) every ``every`` epochs and after the last
+        one, and RESUME from the latest checkpoint there if it is of the same run: its
+        params, state, optimizer state and history replace ``params``/``state``/
+        ``opt_state``, one line ``fit: resuming from epoch 3 of 10 (DIR)`` goes to
+        stderr, and training continues at the next epoch up to ``epochs`` in total.
+        With the same ``key`` the result is bit-identical (on CPU) to an uninterrupted
+        run. "The same run" is checked with a fingerprint stored in the checkpoint:
+        model (layer kinds, configuration and code), objective, optimizer
+        hyperparameters (read from its closures and ``optax.inject_hyperparams`` state),
+        data shapes and dtypes, ``batch_size``, ``remainder``, ``key`` and ``extra``
+        (:func:`~fnet.train.resume.run_fingerprint`; the data VALUES are not compared).
+        ``epochs`` may grow between calls; ``steps_per_call`` and ``mesh`` may change.
       every: save every ``every`` epochs (with ``checkpoint_dir``).
-      keep: keep the newest ``keep`` checkpoints (``None``: all).
+      keep: keep the newest ``keep`` checkpoints of this run (``None``: all), and always
+        the newest one with finite loss and params; checkpoints of another run are never
+        deleted.
+      resume: what to do with a checkpoint of ANOTHER run in ``checkpoint_dir``:
+        ``"auto"`` (default) raises ``CheckpointError`` naming the differences;
+        ``"force"`` resumes it anyway (printing the differences; the shapes must still
+        match); ``"fresh"`` starts at epoch 0 and deletes that directory's checkpoints
+        (only ones written by ``fit``) when the first new one is saved.
+      extra: a JSON-serialisable dict stored in every checkpoint (e.g. the model's
+        constructor arguments, for rebuilding it), returned by
+        :func:`~fnet.train.restore_params`; part of the fingerprint.
+      on_nonfinite: ``"raise"`` (default): the first epoch whose loss/metrics or params
+        are NaN or infinite raises :class:`~fnet.train.NonFiniteError` (naming the epoch
+        and its steps) before hooks run or a checkpoint is saved for it, so the newest
+        checkpoint stays the last finite one; the error carries ``history`` (that epoch
+        included) and ``result`` (the :class:`FitResult` after the last finite epoch).
+        ``"warn"``: a :class:`~fnet.train.NonFiniteWarning` per such epoch, and go on.
 
     Returns:
       :class:`FitResult` ``(params, state, opt_state, history)``.
@@ -192,8 +228,12 @@ def fit(
         axis; the loss's ShapeError/LabelError for targets of the wrong rank or dtype
         (raised while tracing, before compiling).
       ValueError: ``batch_size`` not in ``[1, N]`` or not divisible by the mesh's data
-        axis, bad ``epochs``, ``remainder``, ``steps_per_call``, ``every`` or ``keep``.
-      CheckpointError: ``checkpoint_dir`` holds a checkpoint of another run (see above).
+        axis, bad ``epochs``, ``remainder``, ``steps_per_call``, ``every``, ``keep``,
+        ``resume``, ``on_nonfinite``, or an ``extra`` that is not JSON-serialisable.
+      CheckpointError: ``checkpoint_dir`` holds a checkpoint of another run (the
+        differences are named), one not written by ``fit``, or a run that already
+        trained more than ``epochs`` epochs. Raised before anything on disk changes.
+      NonFiniteError: a non-finite epoch with ``on_nonfinite="raise"`` (see above).
     """
     n = check_xy(x, y, "fit")
     batch_size = check_batch_size(batch_size, n, "fit")
@@ -208,12 +248,15 @@ def fit(
                 "fit: validation needs an objective that accepts the keyword `train` "
                 "(objective(params, state, x, y, key, *, train=True)); `supervised` does"
             )
+    if on_nonfinite not in ("raise", "warn"):
+        raise ValueError(f"fit: on_nonfinite must be 'raise' or 'warn', got {on_nonfinite!r}")
     if on_epoch_end is None:
         hooks: list[Hook] = []
     elif callable(on_epoch_end):
         hooks = [on_epoch_end]
     else:
         hooks = list(on_epoch_end)
+    with_history = [takes_history(h) for h in hooks]
     ts = TrainState.create(params, optimizer, state=state, opt_state=opt_state)
     plan = batch_plan(n, batch_size, remainder, merge_single=bool(jax.tree.leaves(ts.state)))
     engine = EpochEngine(objective, optimizer, plan, steps_per_call=steps_per_call, mesh=mesh)
@@ -221,10 +264,17 @@ def fit(
         "epoch": [], "steps": [], "examples_seen": [], "epoch_time": [], "wall_time": [],
         "compile_time": 0.0,
     }  # fmt: skip
-    done, config = 0, resume.fit_config(n, batch_size, remainder)
+    done, ckpts = 0, None
     if checkpoint_dir is not None:
-        resume.check_every(every, keep)
-        done, ts, saved_history = resume.restore(checkpoint_dir, ts, key, config)
+        fingerprint = run_fingerprint(
+            objective, optimizer, ts.opt_state, x, y,
+            batch_size=batch_size, remainder=remainder, key=key, extra=extra,
+        )  # fmt: skip
+        ckpts = FitCheckpoints(
+            checkpoint_dir, fingerprint, epochs=epochs, every=every, keep=keep,
+            resume=resume, model=model_description(objective), extra=extra,
+        )  # fmt: skip
+        done, ts, saved_history = ckpts.restore(ts, key)
         history = saved_history or history
     if mesh is not None:
         distributed.check_divisible(batch_size, mesh)
@@ -251,15 +301,21 @@ def fit(
     history["compile_time"] = compile_time
 
     start = time.perf_counter() - (history["wall_time"][-1] if history["wall_time"] else 0.0)
+    stop: StopTraining | None = None
     with ProgressBar(epochs - done, progress_enabled(progress)) as bar:
         for epoch in range(done, epochs):
+            last_good = ts  # nothing is donated: the state before this epoch stays valid
             t = time.perf_counter()
             ts, sums = engine(ts, x, y, key, epoch)
             train = engine.means(sums)  # waits for the epoch (the sums come last)
             jax.block_until_ready(ts)
             history["epoch_time"].append(time.perf_counter() - t)
+            problem = describe_nonfinite(
+                epoch + 1, train, bool(all_finite(ts.params)), bool(all_finite(ts.state)),
+                steps=(epoch * plan.n_steps + 1, (epoch + 1) * plan.n_steps),
+            )  # fmt: skip
             val: dict[str, float] = {}
-            if validation is not None:
+            if validation is not None and not (problem and on_nonfinite == "raise"):
                 val_metrics = val_fn(ts.params, ts.state, x_val, y_val)
                 val = {k: float(v) for k, v in jax.device_get(val_metrics).items()}
             for k, v in train.items():
@@ -269,10 +325,57 @@ def fit(
             history["epoch"].append(epoch + 1)
             history["steps"].append((epoch + 1) * plan.n_steps)
             history["examples_seen"].append((epoch + 1) * plan.examples)
-            for hook in hooks:
-                hook(epoch + 1, ts.params, ts.state)
             history["wall_time"].append(time.perf_counter() - start)
-            if checkpoint_dir is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
-                resume.save(checkpoint_dir, epoch + 1, ts, key, history, config, keep=keep)
+            if problem is not None:
+                if on_nonfinite == "raise":
+                    raise _nonfinite_error(
+                        problem, epoch, plan.n_steps, history, last_good, ckpts is not None
+                    )
+                warnings.warn(f"fit: non-finite values in {problem}", NonFiniteWarning,
+                              stacklevel=2)  # fmt: skip
+            for hook, wants_history in zip(hooks, with_history, strict=True):
+                if wants_history:
+                    signal = hook(epoch + 1, ts.params, ts.state, history=history)
+                else:
+                    signal = hook(epoch + 1, ts.params, ts.state)
+                if isinstance(signal, StopTraining) and stop is None:
+                    stop = signal
+            if stop is not None:
+                history["stopped"] = stop.reason
+            if ckpts is not None and (ckpts.due(epoch + 1) or stop is not None):
+                reason = None if stop is None else stop.reason
+                ckpts.save(epoch + 1, ts, key, history, finite=problem is None, stopped=reason)
             bar.update(_postfix(train, val))
-    return FitResult(ts.params, ts.state, ts.opt_state, history)
+            if stop is not None:
+                break
+    params, state = ts.params, ts.state
+    if stop is not None and stop.params is not None:
+        params = stop.params
+        state = state if stop.state is None else stop.state
+    return FitResult(params, state, ts.opt_state, history)
+
+
+def _nonfinite_error(
+    problem: str,
+    epoch: int,
+    n_steps: int,
+    history: dict[str, Any],
+    last_good: TrainState,
+    checkpointing: bool,
+) -> NonFiniteError:
+    before = {k: (v[:-1] if isinstance(v, list) else v) for k, v in history.items()}
+    kept = (
+        " The checkpoint directory keeps the last finite epoch's checkpoint."
+        if checkpointing
+        else ""
+    )
+    return NonFiniteError(
+        f"fit: training diverged: non-finite values in {problem}.{kept} Lower the learning "
+        "rate, check the inputs' scale (standardise them) or the loss, or pass "
+        "on_nonfinite='warn' to train on. The error's .result holds the params after "
+        f"epoch {epoch} (the last finite one) and .history the metrics so far.",
+        epoch=epoch + 1,
+        steps=(epoch * n_steps + 1, (epoch + 1) * n_steps),
+        history=history,
+        result=FitResult(last_good.params, last_good.state, last_good.opt_state, before),
+    )
