@@ -20,8 +20,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from experiments import common
+from experiments import cli, plotting, records
 from experiments.claims import claim_row
+from experiments.data import DataUnavailable, load_image_data, load_spiral, spiral_info
 from fnet import losses, models, train
 
 NAME = "activations"
@@ -141,8 +142,8 @@ def ratio(task: dict[str, Any], slow: str, fast: str) -> tuple[float, bool]:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json`` and figures; return the metrics record."""
-    args = common.make_parser(NAME, __doc__ or NAME).parse_args(argv)
-    timer = common.Timer()
+    args = cli.start(NAME, __doc__ or NAME, argv).args
+    timer = records.Timer()
     quick = args.quick
     acts = ("sigmoid", "relu") if quick else ACTIVATIONS
     seeds = [args.seed] if quick else [args.seed, args.seed + 1]
@@ -167,8 +168,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     data_info: dict[str, list] = {"used": [], "skipped": []}
 
     sp = config["spiral"]
-    x_sp, y_sp = common.load_spiral(sp["n_per_class"], seed=args.seed)
-    data_info["used"].append(common.spiral_info(sp["n_per_class"], 0.2, "angle", "training"))
+    x_sp, y_sp = load_spiral(sp["n_per_class"], seed=args.seed)
+    data_info["used"].append(spiral_info(sp["n_per_class"], 0.2, "angle", "training"))
     tasks["spiral"] = run_task(
         "spiral", x_sp, y_sp, activations=acts, n_classes=3, batch_size=sp["batch_size"],
         epochs=sp["epochs"], target=sp["target_loss"], seeds=seeds, ladder=LADDER["spiral"],
@@ -176,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     mn = config["mnist"]
     try:
-        data = common.load_mnist(
+        data = load_image_data(
+            "mnist",
             args.data_dir, seed=args.seed, download=args.download,
             max_train=1000 if quick else None, max_test=1000 if quick else None,
         )  # fmt: skip
@@ -194,25 +196,30 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 batch_size=mn["batch_size"], epochs=2 * mn["epochs"], target=mn["target_loss"],
                 seeds=seeds, test=(data.x_test, data.y_test), depth=2, ladder=LADDER["mnist"],
             )  # fmt: skip
-    except common.DataUnavailable as err:
+    except DataUnavailable as err:
         print(f"[{NAME}] MNIST part skipped: {err}")
         data_info["skipped"].append({"what": "MNIST part", "why": str(err)})
 
     # Figures: loss curves (seed 0) per task, and steps to target.
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(tasks), figsize=(4.6 * len(tasks), 3.4), squeeze=False, layout="constrained"
+    )
     for ax, (task, res) in zip(axes[0], tasks.items(), strict=True):
         spe = res["steps_per_epoch"]
+        few = len(next(iter(res["activations"].values()))["runs"][0]["train_loss"]) < 5
         for act, r in res["activations"].items():
             loss = r["runs"][0]["train_loss"]
-            ax.plot(np.arange(1, len(loss) + 1) * spe, loss, label=act)
+            # A few epochs are a few points: draw them as markers on linear axes.
+            ax.plot(np.arange(1, len(loss) + 1) * spe, loss, "o-" if few else "-", label=act)
         ax.axhline(res["target_loss"], color="k", ls=":", lw=1)
-        ax.set_yscale("log")
-        ax.set_xscale("log")
-        ax.set_xlabel("SGD steps")
+        if not few:
+            ax.set_yscale("log")
+            ax.set_xscale("log")
+        ax.set_xlabel("SGD steps (one point per epoch)")
         ax.set_ylabel("training loss (epoch mean)")
         ax.set_title(f"{task}: {res['depth']}x{WIDTH} MLP, dotted = target", fontsize=9)
         ax.legend(fontsize=7)
-    figures = [common.save_figure(fig, out, "activations_loss.png")]
+    figures = [plotting.save_figure(fig, out, "activations_loss.png")]
 
     # Claims: ReLU vs sigmoid (and tanh, AlexNet's comparison) steps-to-target ratios.
     parts, verdicts, ratios = [], [], {}
@@ -276,11 +283,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         )
     ]
     headline = [f"activations: {p}" for p in parts]
-    return common.write_metrics(
+    return records.write_metrics(
         out, config, {"tasks": tasks, "ratios": ratios}, data_info, timer(), name=NAME,
         claims=claims, headline=headline, figures=figures,
     )  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import fnet
-from experiments import common
+from experiments import cli, plotting, records
 from experiments.claims import claim_row
 from fnet import gradcheck, layers, losses, models, regularizers
 
@@ -218,8 +218,8 @@ def run_case(case: Case, seed: int, step_scale: float) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json``, the table and a figure."""
-    args = common.make_parser(NAME, __doc__ or NAME).parse_args(argv)
-    timer = common.Timer()
+    args = cli.start(NAME, __doc__ or NAME, argv).args
+    timer = records.Timer()
     quick = args.quick
     all_cases = cases()
     chosen = [c for c in all_cases if c.name in QUICK] if quick else all_cases
@@ -283,8 +283,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("max relative error (float64)")
-    ax.legend(fontsize=7, loc="lower right")
-    figures = [common.save_figure(fig, out, "gradcheck_errors.png")]
+    # Above the axes, so that no bar is hidden behind it.
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False)
+    figures = [plotting.save_figure(fig, out, "gradcheck_errors.png")]
 
     n_pass = sum(v["passed"] for v in per_case.values())
     worst = max(v["max_rel_error"] for v in per_case.values())
@@ -306,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             setting=f"{len(per_case)} cases: layers, combinators, losses, regularizers, models",
         )
     ]
-    return common.write_metrics(
+    return records.write_metrics(
         out, config, {"cases": per_case, "leaves": rows, "uncovered_layers": missing},
         {"used": [{"dataset": "random inputs (float64)"}], "skipped": []}, timer(), name=NAME,
         claims=claims, headline=[f"gradcheck: {result}"], figures=figures,
@@ -314,4 +315,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)

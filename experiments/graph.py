@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from experiments import common
+from experiments import cli, plotting, records
 from experiments.claims import claim_row
 from fnet import losses, models
 
@@ -198,6 +198,9 @@ def neuron_values_and_grads(inputs: dict[str, float]) -> tuple[dict, dict]:
     return {k: float(v) for k, v in values.items()}, {k: float(g) for k, g in grads.items()}
 
 
+_LABEL_BOX = {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none"}
+
+
 def draw_neuron(values: dict[str, float], grads: dict[str, float]) -> Any:
     """The computational graph with values (green, above) and gradients (red, below)."""
     pos = {
@@ -214,8 +217,11 @@ def draw_neuron(values: dict[str, float], grads: dict[str, float]) -> Any:
                         arrowprops={"arrowstyle": "->", "color": "0.4"})  # fmt: skip
             t = 0.3 if a in NEURON_INPUTS else 0.5  # inputs converge: label near the source
             mx, my = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
-            ax.text(mx, my + 0.13, f"{values[a]:.2f}", color="tab:green", ha="center", fontsize=9)
-            ax.text(mx, my - 0.28, f"{grads[a]:.2f}", color="tab:red", ha="center", fontsize=9)
+            # On a white box: the arrow must not hide a minus sign.
+            ax.text(mx, my + 0.13, f"{values[a]:.2f}", color="tab:green", ha="center", fontsize=9,
+                    bbox=_LABEL_BOX, zorder=3)  # fmt: skip
+            ax.text(mx, my - 0.28, f"{grads[a]:.2f}", color="tab:red", ha="center", fontsize=9,
+                    bbox=_LABEL_BOX, zorder=3)  # fmt: skip
     x_out, y_out = pos["out"]
     ax.annotate("", xy=(x_out + 1.0, y_out), xytext=(x_out + 0.25, y_out),
                 arrowprops={"arrowstyle": "->", "color": "0.4"})  # fmt: skip
@@ -252,8 +258,8 @@ def pytorch_example() -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json``, the text artifacts and figures."""
-    args = common.make_parser(NAME, __doc__ or NAME).parse_args(argv)
-    timer = common.Timer()
+    args = cli.start(NAME, __doc__ or NAME, argv).args
+    timer = records.Timer()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     batch = 100
@@ -289,8 +295,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     print(f"[{NAME}] dead values: {dead}")
 
-    figures = [common.save_figure(draw_neuron(values, grads), out, "sigmoid_neuron_graph.png")]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    figures = [plotting.save_figure(draw_neuron(values, grads), out, "sigmoid_neuron_graph.png")]
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2), layout="constrained")
     bars = {
         "jaxpr\nloss": step["jaxpr_loss_eqns"],
         "jaxpr\ngrad": step["jaxpr_grad_eqns"],
@@ -303,16 +309,27 @@ def main(argv: Sequence[str] | None = None) -> dict:
     axes[0].set_title(f"{step['hlo_after_fusions']} fusions after XLA", fontsize=9)
     mem = step["memory"]
     memd = step["memory_donated"]
-    keys = ["argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
-            "temp_size_in_bytes"]  # fmt: skip
-    xs = np.arange(len(keys))
-    axes[1].bar(xs - 0.2, [mem.get(k, 0) / 1e6 for k in keys], 0.4, label="no donation")
-    axes[1].bar(xs + 0.2, [memd.get(k, 0) / 1e6 for k in keys], 0.4, label="params donated")
-    axes[1].set_xticks(xs, [k.split("_size")[0] for k in keys], fontsize=8)
-    axes[1].set_ylabel("MB")
-    axes[1].legend(fontsize=7)
-    axes[1].set_title("compiled.memory_analysis() of the step", fontsize=9)
-    figures.append(common.save_figure(fig, out, "graph_compiler.png"))
+    # What the step allocates beyond its inputs: output buffers not aliased to an input,
+    # and temporaries. Donation removes the first; XLA then plans more of the second.
+    variants = {"no donation": mem, "params donated": memd}
+    new_out = [m.get("output_size_in_bytes", 0) - m.get("alias_size_in_bytes", 0)
+               for m in variants.values()]  # fmt: skip
+    temp = [m.get("temp_size_in_bytes", 0) for m in variants.values()]
+    xs = np.arange(len(variants))
+    axes[1].bar(xs, np.asarray(new_out) / 1e3, 0.5, label="new output buffers")
+    axes[1].bar(xs, np.asarray(temp) / 1e3, 0.5, bottom=np.asarray(new_out) / 1e3,
+                label="temporaries")  # fmt: skip
+    axes[1].set_xticks(xs, list(variants), fontsize=8)
+    axes[1].set_ylabel("KB allocated by the step")
+    axes[1].set_ylim(0, 1.4 * max(n + t for n, t in zip(new_out, temp, strict=True)) / 1e3)
+    axes[1].legend(fontsize=7, loc="upper right")
+    axes[1].set_title(
+        f"donation aliases {memd.get('alias_size_in_bytes', 0) / 1e3:.0f} KB of outputs to the "
+        f"params;\ntotal {(new_out[0] + temp[0]) / 1e3:.0f} KB -> "
+        f"{(new_out[1] + temp[1]) / 1e3:.0f} KB (compiled.memory_analysis())",
+        fontsize=8,
+    )
+    figures.append(plotting.save_figure(fig, out, "graph_compiler.png"))
 
     claims = [
         claim_row(
@@ -351,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                    "s_times_1_minus_s": s * (1 - s), "chain_rule_max_abs_error": chain_err},
         "pytorch_autograd_example": torch_ex,
     }  # fmt: skip
-    return common.write_metrics(
+    return records.write_metrics(
         out, config, metrics, {"used": [{"dataset": "random inputs"}], "skipped": []}, timer(),
         name=NAME, claims=claims, figures=figures,
         headline=[f"graph: {claims[1]['result']}"],
@@ -359,4 +376,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)

@@ -21,8 +21,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from experiments import common
+from experiments import cli, plotting, records
 from experiments.claims import claim_row
+from experiments.data import DataUnavailable, load_image_data
 from fnet import losses, models, per_example, regularizers, train
 
 NAME = "losses"
@@ -70,8 +71,8 @@ def pulling_stats(model: Any, kind: str, params: Any, x: np.ndarray, y: np.ndarr
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json`` and figures; return the metrics record."""
-    args = common.make_parser(NAME, __doc__ or NAME).parse_args(argv)
-    timer = common.Timer()
+    args = cli.start(NAME, __doc__ or NAME, argv).args
+    timer = records.Timer()
     quick = args.quick
     config = {
         "quick": quick,
@@ -86,21 +87,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     out = args.out
     try:
-        data = common.load_mnist(
+        data = load_image_data(
+            "mnist",
             args.data_dir,
             seed=args.seed,
             download=args.download,
             max_train=1000 if quick else None,
             max_test=1000 if quick else None,
         )
-    except common.DataUnavailable as err:
+    except DataUnavailable as err:
         print(f"[{NAME}] skipped: {err}")
         claims = [
             claim_row(c, "not run", f"not run ({err})")
             for c in ("hinge_stops_pulling", "ce_l2_always_pull")
         ]
         skipped = {"used": [], "skipped": [{"what": "MNIST", "why": str(err)}]}
-        return common.write_metrics(out, config, {}, skipped, timer(), name=NAME, claims=claims)
+        return records.write_metrics(out, config, {}, skipped, timer(), name=NAME, claims=claims)
     print(f"[{NAME}] data: {data.info['note']}")
 
     model = models.linear(10)
@@ -164,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     axes[2].set_xlabel(f"per-example gradient norm (bar left of {floor:g}: exactly 0)")
     axes[2].set_ylabel("examples")
     axes[2].legend(fontsize=8)
-    figures = [common.save_figure(fig, out, "losses_pulling.png")]
+    figures = [plotting.save_figure(fig, out, "losses_pulling.png")]
 
     h, ce = results["hinge"], results["cross-entropy"]
     hf, cf = h["final"], ce["final"]
@@ -198,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f"vs cross-entropy {cf['frac_zero_grad']:.1%}"
     ]
     data_info = {"used": [data.info], "skipped": []}
-    return common.write_metrics(
+    return records.write_metrics(
         out,
         config,
         {"results": results},
@@ -212,4 +214,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)

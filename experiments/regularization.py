@@ -24,8 +24,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from experiments import common
+from experiments import cli, plotting, records
 from experiments.claims import claim_row
+from experiments.data import load_spiral, spiral_info
 from fnet import losses, metrics, models, regularizers, train
 
 NAME = "regularization"
@@ -67,8 +68,8 @@ def spread_vs_concentrated() -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json`` and figures; return the metrics record."""
-    args = common.make_parser(NAME, __doc__ or NAME).parse_args(argv)
-    timer = common.Timer()
+    args = cli.start(NAME, __doc__ or NAME, argv).args
+    timer = records.Timer()
     quick = args.quick
     config = {
         "quick": quick,
@@ -104,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     x_tr0 = y_tr0 = None
     for s in range(config["seeds"]):
         seed = args.seed + s
-        x_tr, y_tr = common.load_spiral(100, seed=seed)
-        x_te, y_te = common.load_spiral(config["n_test_per_class"], seed=seed + 1000)
+        x_tr, y_tr = load_spiral(100, seed=seed)
+        x_te, y_te = load_spiral(config["n_test_per_class"], seed=seed + 1000)
         if s == 0:
             x_tr0, y_tr0 = x_tr, y_tr
         _, init_params = model.init(jax.random.key(seed), (-1, 2))
@@ -127,11 +128,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
             )
             p = result.params
             acc = lambda x, y, p=p: float(np.mean(np.argmax(predict(p, x), 1) == y))
-            _, _, classes = common.predict_grid(lambda pts, p=p: predict(p, pts), EXTENT)
+            _, _, classes = plotting.predict_grid(lambda pts, p=p: predict(p, pts), EXTENT)
             row["lambda"].append(lam)
             row["train_accuracy"].append(acc(x_tr, y_tr))
             row["test_accuracy"].append(acc(x_te, y_te))
-            row["boundary_length"].append(common.boundary_length(classes, EXTENT))
+            row["boundary_length"].append(plotting.boundary_length(classes, EXTENT))
             row["w_norm_hidden"].append(float(jnp.linalg.norm(p["dense_0"]["w"])))
             row["w_norm_output"].append(float(jnp.linalg.norm(p["dense_1"]["w"])))
             row["data_loss"].append(result.history["train_loss"][-1])
@@ -147,12 +148,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         p = panels[lam]
         r = per_seed[0]
         i = sweep.index(lam)
-        common.plot_decision_boundary(
+        plotting.plot_decision_boundary(
             ax, lambda pts, p=p: predict(p, pts), x_tr0, y_tr0, extent=EXTENT,
             title=f"lambda = {lam:g}\ntrain {r['train_accuracy'][i]:.0%}, "
             f"test {r['test_accuracy'][i]:.0%}, boundary {r['boundary_length'][i]:.1f}",
         )  # fmt: skip
-    figures = [common.save_figure(fig, out, "regularization_boundaries.png")]
+    figures = [plotting.save_figure(fig, out, "regularization_boundaries.png")]
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.0))
     xs = np.arange(len(sweep))
@@ -171,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         ax.set_xticks(xs, labels, rotation=45, fontsize=7)
         ax.set_xlabel("lambda")
     fig.suptitle(f"mean over {config['seeds']} seed(s)", fontsize=9)
-    figures.append(common.save_figure(fig, out, "regularization_vs_lambda.png"))
+    figures.append(plotting.save_figure(fig, out, "regularization_vs_lambda.png"))
 
     idx = [sweep.index(lam) for lam in LAMBDAS]
 
@@ -228,16 +229,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     data = {
         "used": [
-            common.spiral_info(100, 0.2, "angle", "training set"),
-            common.spiral_info(config["n_test_per_class"], 0.2, "angle", "test set (fresh)"),
+            spiral_info(100, 0.2, "angle", "training set"),
+            spiral_info(config["n_test_per_class"], 0.2, "angle", "test set (fresh)"),
         ],
         "skipped": [],
     }
-    return common.write_metrics(
+    return records.write_metrics(
         out, config, metrics_out, data, timer(), name=NAME, claims=claims, headline=headline,
         figures=figures,
     )  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)

@@ -22,8 +22,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from experiments import common
+from experiments import cli, plotting, records
 from experiments.claims import claim_row
+from experiments.data import load_spiral, spiral_info
 from fnet import losses, models, train
 
 NAME = "spiral"
@@ -86,9 +87,8 @@ def _fit(
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json`` and figures; return the metrics record."""
-    parser = common.make_parser(NAME, __doc__ or NAME)
-    args = parser.parse_args(argv)
-    timer = common.Timer()
+    args = cli.start(NAME, __doc__ or NAME, argv).args
+    timer = records.Timer()
     quick = args.quick
     config = {
         "quick": quick,
@@ -109,8 +109,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     out = args.out
     seed = args.seed
-    x_tr, y_tr = common.load_spiral(config["n_train_per_class"], seed=seed, noise=NOISE)
-    x_te, y_te = common.load_spiral(config["n_test_per_class"], seed=seed + 1000, noise=NOISE)
+    x_tr, y_tr = load_spiral(config["n_train_per_class"], seed=seed, noise=NOISE)
+    x_te, y_te = load_spiral(config["n_test_per_class"], seed=seed + 1000, noise=NOISE)
     optimizer = optax.sgd(0.5, momentum=0.9)
     loss_fn = losses.softmax_cross_entropy
     key = jax.random.key(seed)
@@ -144,11 +144,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for ax, (label, (model, params)) in zip(np.atleast_1d(axes), fitted.items(), strict=True):
         predict = jax.jit(lambda p, x, m=model: m.apply(p, x))
         r = results[label]
-        common.plot_decision_boundary(
+        plotting.plot_decision_boundary(
             ax, lambda pts, f=predict, p=params: f(p, pts), x_tr, y_tr,
             title=f"{label}\ntrain {r['train_accuracy']:.1%}, test {r['test_accuracy']:.1%}",
         )  # fmt: skip
-    figures = [common.save_figure(fig, out, "spiral_boundaries.png")]
+    figures = [plotting.save_figure(fig, out, "spiral_boundaries.png")]
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for label, r in results.items():
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ax.set_ylabel("training loss")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
-    figures.append(common.save_figure(fig, out, "spiral_loss.png"))
+    figures.append(plotting.save_figure(fig, out, "spiral_loss.png"))
 
     # The coordinate-noise ceiling.
     cn = config["coord_noise"]
@@ -167,10 +167,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     coord: dict[str, Any] = {"bayes_accuracy": bayes, "bayes_samples": cn["bayes_samples"]}
     data_skipped = []
     if cn["epochs"]:
-        xc_tr, yc_tr = common.load_spiral(
+        xc_tr, yc_tr = load_spiral(
             cn["n_train_per_class"], seed=seed + 2000, noise=NOISE, noise_on="coords"
         )
-        xc_te, yc_te = common.load_spiral(
+        xc_te, yc_te = load_spiral(
             cn["n_test_per_class"], seed=seed + 3000, noise=NOISE, noise_on="coords"
         )
         model = models.mlp([100], N_CLASSES, "relu")
@@ -183,12 +183,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         coord["mlp_test_accuracy"] = train.evaluate(model, params, xc_te, yc_te)["accuracy"]
         fig, ax = plt.subplots(figsize=(3.4, 3.4))
         predict = jax.jit(model.apply)
-        common.plot_decision_boundary(
+        plotting.plot_decision_boundary(
             ax, lambda pts: predict(params, pts), xc_tr[:900], yc_tr[:900],
             title=f"coordinate noise 0.2: 2-100-3 ReLU\ntest {coord['mlp_test_accuracy']:.1%}"
             f" (Bayes {bayes:.1%})", extent=(-1.6, 1.6, -1.6, 1.6),
         )  # fmt: skip
-        figures.append(common.save_figure(fig, out, "spiral_coord_noise.png"))
+        figures.append(plotting.save_figure(fig, out, "spiral_coord_noise.png"))
     else:
         data_skipped.append(
             {"what": "coordinate-noise spiral training", "why": "skipped in --quick"}
@@ -244,21 +244,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
     metrics = {"models": results, "coordinate_noise": coord}
     data = {
         "used": [
-            common.spiral_info(100, NOISE, "angle", "training set"),
-            common.spiral_info(config["n_test_per_class"], NOISE, "angle", "test set (fresh)"),
+            spiral_info(100, NOISE, "angle", "training set"),
+            spiral_info(config["n_test_per_class"], NOISE, "angle", "test set (fresh)"),
         ]
         + (
-            [common.spiral_info(cn["n_train_per_class"], NOISE, "coords", "coordinate-noise")]
+            [spiral_info(cn["n_train_per_class"], NOISE, "coords", "coordinate-noise")]
             if cn["epochs"]
             else []
         ),
         "skipped": data_skipped,
     }
-    return common.write_metrics(
+    return records.write_metrics(
         out, config, metrics, data, timer(), name=NAME, claims=claims, headline=headline,
         figures=figures,
     )  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)

@@ -19,8 +19,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from experiments import common
+from experiments import cli, plotting, records
 from experiments.claims import claim_row
+from experiments.data import DataUnavailable, load_image_data
 from fnet import datasets, losses, models, regularizers, train
 from fnet.errors import DataError, DownloadError
 
@@ -91,15 +92,15 @@ def _cifar(data_dir: str | None, download: bool) -> Any:
             "test", None, download=True
         )
     where = ", ".join(str(r) for r in roots[:-1]) + ", $FNET_DATA_DIR or ~/.cache/fnet"
-    raise common.DataUnavailable(
+    raise DataUnavailable(
         f"CIFAR-10 (cifar-10-python.tar.gz) not found under {where}; pass --download to fetch it"
     ) from last
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json`` and figures; return the metrics record."""
-    args = common.make_parser(NAME, __doc__ or NAME).parse_args(argv)
-    timer = common.Timer()
+    args = cli.start(NAME, __doc__ or NAME, argv).args
+    timer = records.Timer()
     quick = args.quick
     config = {
         "quick": quick,
@@ -117,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     claims = []
 
     try:
-        data = common.load_mnist(
+        data = load_image_data(
+            "mnist",
             args.data_dir, seed=args.seed, download=args.download,
             max_train=1000 if quick else None, max_test=1000 if quick else None,
         )  # fmt: skip
@@ -130,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         match = template_match(w, data.x_train, data.y_train)
         results["mnist"] = {**match, "final_train_accuracy": history["train_accuracy"][-1]}
         fig = _plot(w, (28, 28), [str(c) for c in range(10)], "MNIST: rows of W as 28x28 images")
-        figures.append(common.save_figure(fig, out, "templates_mnist.png"))
+        figures.append(plotting.save_figure(fig, out, "templates_mnist.png"))
         claims.append(
             claim_row(
                 "templates",
@@ -140,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "reproduced" if match["own_class_best"] >= 9 else "partly",
             )
         )
-    except common.DataUnavailable as err:
+    except DataUnavailable as err:
         data_info["skipped"].append({"what": "MNIST templates", "why": str(err)})
         claims.append(claim_row("templates", "not run", f"not run ({err})"))
 
@@ -162,9 +164,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         match = template_match(w, x, y)
         results["cifar10"] = match
         fig = _plot(w, (32, 32, 3), datasets.CIFAR10_CLASSES, "CIFAR-10: rows of W as images")
-        figures.append(common.save_figure(fig, out, "templates_cifar10.png"))
+        figures.append(plotting.save_figure(fig, out, "templates_cifar10.png"))
         del test_ds
-    except common.DataUnavailable as err:
+    except DataUnavailable as err:
         print(f"[{NAME}] CIFAR-10 part skipped: {err}")
         data_info["skipped"].append({"what": "CIFAR-10 templates", "why": str(err)})
 
@@ -172,11 +174,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f"templates: {name}: own class best-correlated for {r['own_class_best']}/10 templates"
         for name, r in results.items()
     ]
-    return common.write_metrics(
+    return records.write_metrics(
         out, config, results, data_info, timer(), name=NAME, claims=claims, headline=headline,
         figures=figures,
     )  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)

@@ -329,19 +329,12 @@ def check_param_shapes(
         )
     for n, want in expected.items():
         got = tuple(np.shape(params[n]))
-        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=True)):
+        fits = len(got) == len(want) and all(
+            w is None or g == w for g, w in zip(got, want, strict=True)
+        )
+        if not fits:
             shown = tuple("?" if w is None else w for w in want)
             raise ShapeError(
                 f"{layer}: {what}[{n!r}] has shape {got}, but this layer's configuration "
                 f"needs {shown}; were these {what} made for another model?"
             )
-
-
-def require_params(params: Params, names: Sequence[str], layer: str) -> None:
-    """Raise ``KeyError`` with a clear message if ``params`` lacks any of ``names``."""
-    missing = [n for n in names if n not in params]
-    if missing:
-        raise KeyError(
-            f"{layer}: params are missing {missing} (got keys {sorted(params)}); "
-            "were these params made by this model's init?"
-        )

@@ -29,9 +29,7 @@ from fnet.layers import (
 __all__ = ["convnet", "linear", "mlp"]
 
 
-def linear(
-    n_classes: int, *, w_init: str = "glorot_normal", compute_dtype: Any = None
-) -> AnyModel:
+def linear(n_classes: int, *, w_init: str = "glorot_normal", compute_dtype: Any = None) -> AnyModel:
     """The linear score function ``f(x) = W x + b``: ``(N, ...) -> (N, n_classes)``.
 
     Inputs are flattened first, so ``(N, 28, 28)`` MNIST images work as they are.
@@ -64,6 +62,7 @@ def mlp(
     sizes = list(hidden_sizes)
     if any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in sizes):
         raise ValueError(f"mlp: hidden_sizes must be positive ints, got {hidden_sizes!r}")
+
     def dense(width: int) -> Model:
         return Dense(width, w_init=w_init, compute_dtype=compute_dtype)
 

@@ -81,10 +81,11 @@ def check_label_values(labels, n_classes: int, *, name: str = "labels", where: s
         their positions and says what to do. Copies a device array to the host once.
     """
     arr = np.asarray(labels)
-    bad = np.argwhere((arr < 0) | (arr >= n_classes))
-    if bad.size:
+    mask = (arr < 0) | (arr >= n_classes)
+    if np.any(mask):
+        bad = [tuple(int(i) for i in idx) for idx in np.argwhere(mask)] if arr.ndim else [()]
         shown = ", ".join(
-            f"{name}[{', '.join(map(str, idx))}]={arr[tuple(idx)]}" if arr.ndim else f"{name}={arr}"
+            f"{name}[{', '.join(map(str, idx))}]={arr[idx]}" if idx else f"{name}={arr}"
             for idx in bad[:5]
         )
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""

@@ -173,3 +173,12 @@ def test_manifest_records_the_installed_fnet_version(tmp_path):
     _, step = _saved(tmp_path)
     versions = json.loads((step / "manifest.json").read_text())["versions"]
     assert versions["fnet"] == importlib.metadata.version("fnet")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_arrays_file_that_is_a_named_pipe_is_refused_without_waiting(tmp_path):
+    ckpt, step = _saved(tmp_path)
+    (step / "arrays.safetensors").unlink()
+    os.mkfifo(step / "arrays.safetensors")
+    with pytest.raises(CheckpointError, match="is not a regular file"):
+        checkpoint.restore(ckpt, TREE)

@@ -350,3 +350,12 @@ def test_cifar10_uses_the_python_archive_only_when_the_binary_one_is_absent(tmp_
     shutil.copy(tmp_path / "cifar-10-python.tar.gz", tmp_path / "cifar-10-binary.tar.gz")
     with pytest.raises(DataError, match=r"cifar-10-binary\.tar\.gz: checksum verification failed"):
         cifar10("test", data_dir=tmp_path, download=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(DataError, match="not a regular file"):
+        read_idx(tmp_path / "pipe")
+    with pytest.raises(DataError, match="not a regular file"):
+        read_cifar10_archive(tmp_path / "pipe", "test")

@@ -1,9 +1,10 @@
 """Every experiment's ``--quick`` mode runs and writes a sane ``metrics.json`` and its
-figures; the runner's ``results.md`` lists every claim of SEEDS.md §6.
+figures; the runner's ``results.md`` lists every claim of the lecture material, counts
+ran/skipped/failed and never says "reproduced" for a smoke run; an explicit
+``--data-dir`` that is missing or empty is an error, empty default places a skip.
 
-The experiments run in-process through ``main(argv)`` (no interpreter start-up per
-script). MNIST experiments are skipped when the data are absent (their skip path is
-tested with an empty data folder instead).
+Quick modes run as subprocesses (compiled without backend optimisation); MNIST
+experiments are skipped when the data are absent.
 """
 
 from __future__ import annotations
@@ -20,17 +21,21 @@ import pytest
 from experiments import __main__ as runner
 from experiments import (
     activations,
+    capacity,
     claims,
-    common,
+    cli,
     convnet,
     gradcheck,
     graph,
     losses,
     mnist_classifiers,
+    optimizers,
+    plotting,
     regularization,
     spiral,
     templates,
 )
+from experiments import data as data_mod
 
 pytestmark = pytest.mark.slow
 
@@ -126,11 +131,15 @@ def test_gradcheck_cases_cover_every_public_layer():
 @pytest.mark.data
 def test_mnist_classifiers_quick_trains_both_models(tmp_path, mnist_dir):
     rec = _run(mnist_classifiers, tmp_path, *_mnist_args(mnist_dir))
-    res = rec["metrics"]["results"]
+    res = rec["metrics"]["runs"]["mnist"]["results"]
     n = rec["data"]["used"][0]["test_examples"]
     for kind in ("linear", "mlp"):
         assert 0 < res[kind]["test_errors_mean"] < 0.5 * n  # better than chance (90%)
-        assert len(res[kind]["test_errors_per_epoch"][0]) == rec["config"]["epochs"]
+        assert len(res[kind]["test_errors_per_epoch"][0]) == rec["config"]["epochs"]["mnist"]
+    # The data used are stated per dataset (Fashion-MNIST is not in this --data-dir).
+    assert rec["data"]["used"][0]["dataset"] == "MNIST"
+    assert any(s["what"] == "Fashion-MNIST" for s in rec["data"]["skipped"])
+    assert "5,000-image subset" in rec["data"]["used"][0]["note"]
     init = rec["metrics"]["init_check"]["linear"]
     assert init["pixel_max"] <= 1.0 and init["pixel_min"] >= 0.0
     assert {r["id"] for r in rec["claims"]} == {
@@ -177,17 +186,111 @@ def test_templates_quick_match_their_classes(tmp_path, mnist_dir):
 def test_convnet_quick_reports_params_and_epoch_time(tmp_path, mnist_dir):
     rec = _run(convnet, tmp_path, *_mnist_args(mnist_dir))
     for name in ("convnet", "mlp"):
-        r = rec["metrics"][name]
+        r = rec["metrics"]["mnist"][name]
         assert r["params"] > 0 and r["epoch_time_s"] > 0
         assert 0 <= r["test_errors"] <= rec["data"]["used"][0]["test_examples"]
 
 
-def test_mnist_experiment_without_data_is_skipped_with_a_reason(tmp_path):
-    rec = mnist_classifiers.main(
-        ["--quick", "--out", str(tmp_path / "m"), "--data-dir", str(tmp_path / "nothing")]
-    )
-    assert rec["data"]["skipped"] and "MNIST" in rec["data"]["skipped"][0]["why"]
+@pytest.fixture
+def no_default_data(tmp_path, monkeypatch):
+    """The default data places (roots and system folders) are empty folders."""
+    empty = tmp_path / "empty_default"
+    empty.mkdir()
+    monkeypatch.setattr(data_mod, "_roots", lambda: [empty])
+    monkeypatch.setattr(data_mod, "_SYSTEM", {k: str(empty / k) for k in data_mod.DATASETS})
+    return empty
+
+
+def test_mnist_experiment_with_empty_default_places_is_skipped_with_a_reason(
+    tmp_path, no_default_data
+):
+    rec = mnist_classifiers.main(["--quick", "--out", str(tmp_path / "m")])
+    assert not rec["data"]["used"]
+    whats = [s["what"] for s in rec["data"]["skipped"]]
+    assert whats == ["MNIST", "Fashion-MNIST"]
+    assert all(str(no_default_data) in s["why"] for s in rec["data"]["skipped"])
     assert all(row["verdict"].startswith("not run") for row in rec["claims"])
+
+
+@pytest.mark.parametrize("make_dir", [False, True], ids=["missing", "empty"])
+def test_experiment_with_explicit_data_dir_missing_or_empty_is_an_error(tmp_path, make_dir):
+    folder = tmp_path / "data"
+    if make_dir:
+        folder.mkdir()
+        (folder / "README").write_text("no data here")
+    argv = ["--quick", "--out", str(tmp_path / "m"), "--data-dir", str(folder)]
+    with pytest.raises(data_mod.DataDirError, match=r"no such folder|no usable data"):
+        mnist_classifiers.main(argv)
+    with pytest.raises(SystemExit) as exit_:  # as a script: a message and a non-zero status
+        cli.main(mnist_classifiers.main, argv)
+    assert exit_.value.code not in (0, None) and str(folder) in str(exit_.value.code)
+    assert not (tmp_path / "m" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("make_dir", [False, True], ids=["missing", "empty"])
+def test_runner_exits_2_on_a_missing_or_empty_data_dir_and_runs_nothing(tmp_path, make_dir, capsys):
+    folder = tmp_path / "data"
+    if make_dir:
+        folder.mkdir()
+    out = tmp_path / "runs"
+    status = runner.main(
+        ["--quick", "--only", "graph", "--data-dir", str(folder), "--out", str(out)]
+    )
+    assert status == 2
+    assert "--data-dir" in capsys.readouterr().err
+    assert not (out / "results.md").exists()
+
+
+def test_runner_counts_a_data_less_experiment_as_skipped(tmp_path, no_default_data):
+    status = runner.main(["--quick", "--only", "mnist_classifiers", "--out", str(tmp_path)])
+    assert status == 0
+    text = (tmp_path / "results.md").read_text()
+    assert "0 ran, 1 skipped, 0 failed" in text
+    assert "**mnist_classifiers** (skipped" in text
+
+
+def test_data_dir_check_finds_fashion_mnist_in_a_debian_style_folder(tmp_path):
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):  # fmt: skip
+        (folder / name).write_bytes(b"")
+    assert data_mod.check_data_dir(tmp_path) == ["fashion_mnist"]
+    assert data_mod.check_data_dir(folder) == ["mnist", "fashion_mnist"]  # same file names
+
+
+def test_fashion_mnist_reader_rejects_mnist_files_of_the_same_names(mnist_dir, tmp_path):
+    import shutil
+
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(mnist_dir / name, tmp_path / name)
+    with pytest.raises(data_mod.DataError, match="not Fashion-MNIST"):
+        data_mod.read_fashion_mnist(tmp_path, "test")
+
+
+def test_capacity_quick_compares_size_with_l2_on_both_tasks(tmp_path, mnist_dir):
+    rec = _run(capacity, tmp_path, *_mnist_args(mnist_dir))
+    m = rec["metrics"]
+    assert set(m) == {"spiral", "images"}
+    for task in m.values():
+        acc = task["accuracy"]["test"]
+        assert len(acc) == len(task["sizes"]) and len(acc[0]) == len(task["lambdas"])
+        assert all(0.0 <= a <= 1.0 for row in acc for a in row)
+        assert {"size_only", "largest_regularized", "best_overall"} == set(task["choices"])
+    assert rec["claims"][0]["id"] == "size_not_regularizer"
+    assert rec["claims"][0]["verdict"].startswith("smoke run")
+    assert len(rec["figures"]) == 2
+
+
+def test_optimizers_quick_runs_every_method_including_lbfgs(tmp_path, mnist_dir):
+    rec = _run(optimizers, tmp_path, *_mnist_args(mnist_dir))
+    methods = rec["metrics"]["mnist"]["methods"]
+    assert set(methods) == set(optimizers.SWEEP)
+    for method, m in methods.items():
+        curve = m["runs"][str(m["chosen"])]
+        assert len(curve["passes"]) == len(curve["test_error"]) >= 2
+        assert curve["train_loss"][-1] < curve["train_loss"][0], method
+    assert rec["claims"][0]["verdict"].startswith("smoke run")
 
 
 def _seeds_section6_claims() -> list[str]:
@@ -232,10 +335,18 @@ def test_runner_results_md_lists_every_claim_and_reports_data(tmp_path, capsys):
     text = (tmp_path / "results.md").read_text()
     for c in claims.CLAIMS:
         assert c.claim.replace("|", "\\|") in text
-    assert "| claim | source | setting | fnet result | verdict |" in text
+    assert "| claim | source | setting (data actually used) | fnet result | verdict |" in text
     assert "not run (mnist_classifiers not selected)" in text
     assert "## Data used and skipped" in text
+    assert "1 ran, 0 skipped, 0 failed" in text
     assert "graph" in capsys.readouterr().out
+    # A smoke run assesses nothing: no verdict says "reproduced".
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
+    verdicts = [row.rsplit("|", 2)[-2] for row in rows]
+    assert not any("reproduced" in v for v in verdicts), verdicts
+    assert any("smoke run" in v for v in verdicts)
+    # The page stands alone: no reference to files outside the repository.
+    assert "SEEDS" not in text and claims.LECTURE_MATERIAL in text
 
 
 def test_runner_reports_a_failing_experiment_and_exits_nonzero(tmp_path, monkeypatch):
@@ -256,5 +367,7 @@ def test_common_boundary_length_is_shorter_for_a_straight_boundary():
     xx, yy = np.meshgrid(np.linspace(-1, 1, 50), np.linspace(-1, 1, 50))
     straight = (xx > 0).astype(int)
     wiggly = (xx > 0.3 * np.sin(12 * yy)).astype(int)
-    assert common.boundary_length(straight, extent) == pytest.approx(2.0, rel=0.05)
-    assert common.boundary_length(wiggly, extent) > 1.5 * common.boundary_length(straight, extent)
+    assert plotting.boundary_length(straight, extent) == pytest.approx(2.0, rel=0.05)
+    assert plotting.boundary_length(wiggly, extent) > 1.5 * plotting.boundary_length(
+        straight, extent
+    )

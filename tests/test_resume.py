@@ -8,6 +8,7 @@ and the mismatching model's params are built with NumPy rather than initialised.
 
 from __future__ import annotations
 
+import chex
 import jax
 import numpy as np
 import optax
@@ -42,11 +43,6 @@ def _is_shape(s) -> bool:
     return isinstance(s, tuple)
 
 
-def _identical(a, b) -> bool:
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    return len(la) == len(lb) and all(np.array_equal(u, v) for u, v in zip(la, lb, strict=True))
-
-
 @pytest.fixture(scope="module")
 def uninterrupted():
     return _fit(4)
@@ -57,7 +53,7 @@ def test_resumed_fit_is_bit_identical_to_an_uninterrupted_run(tmp_path, uninterr
     assert checkpoint.all_steps(tmp_path) == [1, 2]
     # A fresh call (new params from another seed: the checkpoint wins) resumes at epoch 2.
     resumed = _fit(4, tmp_path, params=_params(seed=99))
-    assert _identical(resumed[:3], uninterrupted[:3])
+    chex.assert_trees_all_equal(resumed[:3], uninterrupted[:3])
     assert checkpoint.all_steps(tmp_path) == [2, 3, 4]  # keep=3
     for name in ("epoch", "steps", "examples_seen", "train_loss", "train_objective"):
         assert resumed.history[name] == uninterrupted.history[name], name
@@ -73,7 +69,7 @@ def test_fit_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path, uninterru
     with pytest.raises(KeyboardInterrupt):
         _fit(4, tmp_path, on_epoch_end=crash)
     assert checkpoint.latest_step(tmp_path) == 2
-    assert _identical(_fit(4, tmp_path)[:3], uninterrupted[:3])
+    chex.assert_trees_all_equal(_fit(4, tmp_path)[:3], uninterrupted[:3])
 
 
 def test_every_and_keep_choose_which_epochs_are_saved(tmp_path):
@@ -103,7 +99,7 @@ def test_checkpoint_holds_the_train_state_key_history_and_run_fingerprint(tmp_pa
 def test_a_completed_run_is_returned_without_training(tmp_path):
     done = _fit(2, tmp_path)
     again = _fit(2, tmp_path, params=_params(seed=5))
-    assert _identical(again[:3], done[:3])
+    chex.assert_trees_all_equal(again[:3], done[:3])
     assert again.history["epoch"] == [1, 2]
     assert checkpoint.all_steps(tmp_path) == [1, 2]
 
@@ -219,7 +215,7 @@ def test_bad_resume_or_on_nonfinite_raises_value_error(tmp_path, bad):
 def test_restore_params_needs_neither_optimizer_nor_model(tmp_path):
     result = _fit(1, tmp_path, extra={"hidden": [16], "classes": 3})
     restored = fnet.train.restore_params(tmp_path)
-    assert _identical(restored.params, result.params)
+    chex.assert_trees_all_equal(restored.params, result.params)
     assert restored.state == {} and restored.step == 1
     assert restored.extra == {"hidden": [16], "classes": 3}
     assert restored.history["epoch"] == [1]
@@ -248,7 +244,7 @@ def test_a_nan_run_stops_at_its_first_nan_epoch_and_keeps_the_finite_checkpoint(
     assert err.epoch == 3 and err.steps == (7, 9)
     assert err.history["epoch"] == [1, 2, 3] and np.isnan(err.history["train_loss"][-1])
     assert err.result.history["epoch"] == [1, 2]
-    assert _identical(err.result.params, good.params)  # the last finite params
+    chex.assert_trees_all_equal(err.result.params, good.params)  # the last finite params
 
 
 def test_nonfinite_warn_trains_on_and_keep_never_prunes_the_last_finite_checkpoint(tmp_path):

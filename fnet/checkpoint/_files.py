@@ -96,7 +96,8 @@ def read_regular(path: Path, *, size: int | None = None, max_size: int | None = 
     if not _NOFOLLOW and path.is_symlink():  # no O_NOFOLLOW (Windows): check first
         raise CheckpointError(f"{path} is a symlink; checkpoint files must be regular files.")
     try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (no effect on files).
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise CheckpointError(

@@ -16,6 +16,7 @@ import io
 import os
 import pathlib
 import pickle
+import stat
 import tarfile
 import zlib
 from collections.abc import Sequence
@@ -272,6 +273,8 @@ def read_cifar10_archive(path: PathLike, split: str = "train") -> Dataset:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     path = pathlib.Path(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise DataError(f"{path}: not a regular file (a device, pipe or directory).")
         with tarfile.open(path, "r:gz") as tar:
             fmt, got = _read_batches(tar, path, split)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:

@@ -105,7 +105,9 @@ def verify_file(path: str | os.PathLike[str], spec: FileSpec, *, fix: str = "") 
       DataError: on a mismatch; the message names the file, says what differs and how
         to fix it (``fix`` is appended).
     """
-    size, sha256, _ = file_digests(path)
+    size = os.stat(path).st_size
+    # A file of the wrong size is rejected without reading it.
+    sha256 = file_digests(path)[1] if size == spec.size else ""
     problem = _mismatch(spec, size, sha256)
     if problem is not None:
         raise DataError(
@@ -162,7 +164,9 @@ def _check_pace(limits: _Limits, size: int) -> None:
         )
 
 
-def _watchdog_opener(limits: _Limits, killed: list[str]) -> urllib.request.OpenerDirector:
+def _watchdog_opener(
+    limits: _Limits, killed: list[str], timers: list[threading.Timer]
+) -> urllib.request.OpenerDirector:
     """An opener whose connections are shut down at the deadline, even mid-read.
 
     A socket timeout bounds each read only; a server sending one byte per second, in
@@ -184,9 +188,7 @@ def _watchdog_opener(limits: _Limits, killed: list[str]) -> urllib.request.Opene
         timer = threading.Timer(max(left, 0.0), kill)
         timer.daemon = True
         timer.start()
-        conns.append(timer)
-
-    conns: list[threading.Timer] = []
+        timers.append(timer)
 
     class _HTTP(http.client.HTTPConnection):
         def connect(self) -> None:
@@ -207,9 +209,7 @@ def _watchdog_opener(limits: _Limits, killed: list[str]) -> urllib.request.Opene
             context = getattr(self, "_context", None)  # what HTTPSHandler was given
             return self.do_open(_HTTPS, req, context=context)
 
-    opener = urllib.request.build_opener(_HTTPHandler, _HTTPSHandler)
-    opener._fnet_timers = conns  # type: ignore[attr-defined]
-    return opener
+    return urllib.request.build_opener(_HTTPHandler, _HTTPSHandler)
 
 
 def _fetch(url: str, tmp, timeout: float, spec: FileSpec, limits: _Limits) -> tuple[int, str]:
@@ -220,7 +220,8 @@ def _fetch(url: str, tmp, timeout: float, spec: FileSpec, limits: _Limits) -> tu
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     sha, size = hashlib.sha256(), 0
     killed: list[str] = []
-    opener = _watchdog_opener(limits, killed)
+    timers: list[threading.Timer] = []
+    opener = _watchdog_opener(limits, killed, timers)
     try:
         with opener.open(request, timeout=timeout) as response:
             bar = _progress(spec)
@@ -244,7 +245,7 @@ def _fetch(url: str, tmp, timeout: float, spec: FileSpec, limits: _Limits) -> tu
             _check_pace(limits, size)  # reports the deadline
         raise
     finally:
-        for timer in opener._fnet_timers:  # type: ignore[attr-defined]
+        for timer in timers:
             timer.cancel()
     if killed:
         _check_pace(limits, size)

@@ -186,10 +186,11 @@ def read_idx_verbose(path: str | os.PathLike[str], *, max_bytes: int = MAX_IDX_B
     path = pathlib.Path(path)
     source = str(path)
     try:
-        f = open(path, "rb")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (no effect on files).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise DataError(f"{path}: cannot read the file ({e}).") from e
-    with f:
+    with os.fdopen(fd, "rb") as f:
         try:
             mode = os.fstat(f.fileno()).st_mode
         except OSError as e:

@@ -104,9 +104,7 @@ def Conv2D(
 
     def apply(params, x, *, key=None, train=False):
         del key, train
-        check_param_shapes(
-            params, {"w": (*kernel, None, features), "b": (features,)}, desc
-        )
+        check_param_shapes(params, {"w": (*kernel, None, features), "b": (features,)}, desc)
         x = float_input(x, desc, params["w"].dtype)
         check_input(x, desc, rank=4, last=params["w"].shape[2])
         if pad == "VALID" and (x.shape[1] < kernel[0] or x.shape[2] < kernel[1]):
