@@ -175,14 +175,14 @@ def _compile_cpu_s(model: Any, x, y, batch: int, opt, steps_per_call) -> float:
     return time.process_time() - t
 
 
-def _conv_rows(quick: bool, n: int | None = None) -> list[dict]:
+def _conv_rows(quick: bool, n: int | None = None, repeats: int = 3) -> list[dict]:
     import fnet
     from fnet.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool, Relu
 
     if quick:
         n, hw, batch, channels, hidden, repeats = n or 64, 12, 32, (4, 8), 16, 1
     else:
-        n, hw, batch, channels, hidden, repeats = n or 500, 28, 100, (32, 64), 128, 3
+        n, hw, batch, channels, hidden = n or 500, 28, 100, (32, 64), 128
     x, y = convnet_bench._data(n, hw)
     model = fnet.models.convnet(10, channels=channels, hidden=hidden)
     bn_model = fnet.serial(
