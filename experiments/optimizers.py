@@ -3,15 +3,15 @@ second-order alternative): SGD, SGD + momentum 0.9, Adam and full-batch L-BFGS, 
 tuned by a small sweep, on the slides' 784-200-tanh-10 net.
 
 Data: MNIST-5k (4,000 training images, 1,000 held out for validation) and Fashion-MNIST
-(10,000 of its 60,000 training images, 1,000 more held out; full-batch L-BFGS on all
-60,000 would cost minutes per iteration on 2 CPU cores), each with its official 10,000
-test images. Mini-batch methods use batch 100 through ``fnet.fit``; L-BFGS is
-``optax.lbfgs`` (zoom line search) on the full training set, in its own loop with
-``optax.value_and_grad_from_state``. Each method's setting is chosen by the lowest
-validation error at the end of the budget; curves are of the chosen setting: training
-loss (whole training set) and test error against passes over the data (one mini-batch
-epoch, or one L-BFGS loss-and-gradient evaluation, is one pass) and against training
-wall-clock (evaluation excluded).
+(5,000 of its 60,000 training images, 1,000 more held out; the budget is sized for a
+shared 2-core CPU), each with its official 10,000 test images. Mini-batch methods use
+batch 100 through ``fnet.fit``; L-BFGS is ``optax.lbfgs`` (zoom line search) on the
+full training set, in its own loop with ``optax.value_and_grad_from_state``. Each
+method's setting is chosen by the lowest validation error at the end of the budget;
+curves are of the chosen setting: training loss and test error (each on 2,000 examples,
+after every epoch) against passes over the data (one mini-batch epoch, or one L-BFGS
+loss-and-gradient evaluation, is one pass) and against training wall-clock (evaluation
+excluded); the table adds the test errors on all 10,000 test images at the end.
 
 Run: ``python -m experiments.optimizers [--quick] [--data-dir DIR] [--epochs N]
 [--batch-size B]``.
@@ -40,8 +40,10 @@ SWEEP: dict[str, tuple[float, ...]] = {
     "SGD": (0.03, 0.1, 0.3),
     "SGD + momentum 0.9": (0.01, 0.03, 0.1),
     "Adam": (3e-4, 1e-3, 3e-3),
-    "L-BFGS (full batch)": (5, 20),  # memory size; the step comes from the line search
+    "L-BFGS (full batch)": (10,),  # memory size; the step comes from the line search
 }
+#: Examples scored after every epoch (the final test error uses the whole test set).
+TRACK = 2000
 QUICK_SWEEP: dict[str, tuple[float, ...]] = {
     "SGD": (0.1,),
     "SGD + momentum 0.9": (0.03,),
@@ -62,12 +64,15 @@ def make_optimizer(method: str, setting: float) -> optax.GradientTransformation:
 
 
 def _evaluator(model: Any, split: dict[str, tuple[np.ndarray, np.ndarray]]) -> Any:
+    """Training loss, validation and test error on the first :data:`TRACK` examples of
+    each split (the curves), cheap enough to run after every epoch."""
+    cut = {k: (x[:TRACK], y[:TRACK]) for k, (x, y) in split.items()}
+
     def measure(params: Any) -> dict[str, float]:
-        tr = train.evaluate(model, params, *split["train"])
         return {
-            "train_loss": tr["loss"],
-            "val_error": 1 - train.evaluate(model, params, *split["val"])["accuracy"],
-            "test_error": 1 - train.evaluate(model, params, *split["test"])["accuracy"],
+            "train_loss": train.evaluate(model, params, *cut["train"])["loss"],
+            "val_error": 1 - train.evaluate(model, params, *cut["val"])["accuracy"],
+            "test_error": 1 - train.evaluate(model, params, *cut["test"])["accuracy"],
         }
 
     return measure
@@ -105,6 +110,7 @@ def run_minibatch(
     )
     curve["passes"] += [float(e) for e in fit.history["epoch"]]
     curve["seconds"] += np.cumsum(fit.history["epoch_time"]).tolist()
+    curve["final_test_errors"] = train.evaluate(model, fit.params, *split["test"])["error_count"]
     return curve
 
 
@@ -140,6 +146,7 @@ def run_lbfgs(
         curve["seconds"].append(seconds)
         for k, v in measure(params).items():
             curve[k].append(v)
+    curve["final_test_errors"] = train.evaluate(model, params, *split["test"])["error_count"]
     return curve
 
 
@@ -163,7 +170,7 @@ def sweep(
     _, params = model.init(jax.random.key(seed), (-1, 28, 28))
     out: dict[str, Any] = {}
     for method, settings in grid.items():
-        runs = {}
+        runs: dict[float, dict[str, Any]] = {}
         for setting in settings:
             print(f"[{NAME}] {data.info['dataset']}: {method}, {setting:g}", flush=True)
             if method.startswith("L-BFGS"):
@@ -185,9 +192,9 @@ def at_passes(curve: dict[str, list[float]], passes: float, key: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the experiment; write ``metrics.json`` and figures; return the metrics record."""
-    run = cli.start(NAME, __doc__ or NAME, argv, epochs=15, batch_size=100)
+    run = cli.start(NAME, __doc__ or NAME, argv, epochs=10, batch_size=100)
     quick, seed = run.quick, run.args.seed
-    epochs = run.hyper("epochs", 2 if quick else 15)
+    epochs = run.hyper("epochs", 2 if quick else 10)
     batch = run.hyper("batch_size", 100)
     grid = QUICK_SWEEP if quick else SWEEP
     config = {
@@ -201,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "lbfgs": f"optax.lbfgs, zoom line search, full batch, up to {3 * epochs} passes",
         "selection": "lowest validation error at the end of the budget",
     }
-    sizes = {"mnist": (4000, 1000), "fashion_mnist": (10_000, 1000)}
+    sizes = {"mnist": (4000, 1000), "fashion_mnist": (5000, 1000)}
     if quick:  # one dataset, and every split of one shape: fewer compilations
         sizes = {"mnist": (500, 500)}
     results: dict[str, Any] = {}
@@ -222,52 +229,50 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     parts, verdicts, tables = [], [], []
     for row, res in zip(axes, results.values(), strict=True):
+        n_test = res["n_test"]
         lines = [
-            "| method | sweep (chosen) | train loss | test errors at "
-            f"{epochs} passes | at {3 * epochs} passes | training time |",
-            "| --- | --- | ---: | ---: | ---: | ---: |",
+            f"| method | sweep (chosen) | train loss at {epochs} passes | test error at "
+            f"{epochs} passes | test errors at the end (of {n_test:,}) | passes | training time |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         final = {}
         for method, m in res["methods"].items():
             c = m["runs"][str(m["chosen"])]
             style = "--" if method.startswith("L-BFGS") else "-"
             row[0].plot(c["passes"], c["train_loss"], style, label=method)
-            row[1].plot(
-                c["passes"], np.asarray(c["test_error"]) * res["n_test"], style, label=method
-            )
-            row[2].plot(
-                c["seconds"], np.asarray(c["test_error"]) * res["n_test"], style, label=method
-            )
-            err = at_passes(c, epochs, "test_error") * res["n_test"]
+            row[1].plot(c["passes"], np.asarray(c["test_error"]) * 100, style, label=method)
+            row[2].plot(c["seconds"], np.asarray(c["test_error"]) * 100, style, label=method)
+            err = at_passes(c, epochs, "test_error") * 100
             final[method] = err
-            long = (
-                f"{c['test_error'][-1] * res['n_test']:.0f}" if method.startswith("L-BFGS") else "-"
-            )
             setting = "memory" if method.startswith("L-BFGS") else "lr"
             lines.append(
                 f"| {method} | {setting} {', '.join(f'{s:g}' for s in grid[method])} "
-                f"({m['chosen']:g}) | {at_passes(c, epochs, 'train_loss'):.3f} | {err:.0f} | "
-                f"{long} | {c['seconds'][-1]:.1f} s |"
+                f"({m['chosen']:g}) | {at_passes(c, epochs, 'train_loss'):.3f} | {err:.1f}% | "
+                f"{c['final_test_errors']:,} | {c['passes'][-1]:g} | {c['seconds'][-1]:.1f} s |"
             )
         tables.append({"title": f"Optimizers on {res['label']}, each tuned", "lines": lines})
         row[0].set_yscale("log")
-        row[0].set_ylabel("training loss (whole set)")
-        row[1].set_ylabel(f"test errors (of {res['n_test']:,})")
-        row[2].set_ylabel(f"test errors (of {res['n_test']:,})")
-        row[1].set_ylim(top=min(res["n_test"], 2.5 * max(final.values())))
-        row[2].set_ylim(top=min(res["n_test"], 2.5 * max(final.values())))
+        row[0].set_ylabel(f"training loss ({TRACK:,} training images)")
+        for ax in row[1:]:
+            ax.set_ylabel(f"test error, % ({min(TRACK, n_test):,} test images)")
+            ax.set_ylim(0, min(100.0, 2.5 * max(final.values())))
         for ax in row[:2]:
             ax.set_xlabel("passes over the training set")
         row[2].set_xlabel("training seconds (evaluation excluded)")
         row[0].set_title(res["label"], fontsize=9)
         row[0].legend(fontsize=7)
-        mom = final["SGD + momentum 0.9"]
-        best = min(final, key=final.get)
+        # The verdict uses the whole test set at the end of each run: the mini-batch
+        # methods after `epochs` passes, L-BFGS after three times as many.
+        full = {k: m["runs"][str(m["chosen"])]["final_test_errors"] for k, m in
+                res["methods"].items()}  # fmt: skip
+        mom = full["SGD + momentum 0.9"]
+        best = min(full, key=full.get)
         parts.append(
-            f"{res['label']}: test errors after {epochs} passes: "
-            + ", ".join(f"{k} {v:.0f}" for k, v in final.items())
+            f"{res['label']}: test errors (of {n_test:,}) after {epochs} passes: "
+            + ", ".join(f"{k} {v:,}" for k, v in full.items() if not k.startswith("L-BFGS"))
+            + f"; L-BFGS after {3 * epochs}: {full['L-BFGS (full batch)']:,}"
         )
-        if best == "SGD + momentum 0.9" or mom <= 1.05 * final[best]:
+        if best == "SGD + momentum 0.9" or mom <= 1.05 * full[best]:
             verdicts.append("match")
         elif best.startswith("L-BFGS"):
             verdicts.append("lbfgs")
@@ -275,16 +280,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
             verdicts.append(best)
     if all(v == "match" for v in verdicts):
         verdict = (
-            "reproduced: tuned SGD + momentum is the best or within 5% of the best at "
-            "equal passes; full-batch L-BFGS does not beat it"
+            "reproduced: tuned SGD + momentum is the best or within 5% of the best on every "
+            "dataset; full-batch L-BFGS, given three times the passes, does not beat it"
         )
     elif "lbfgs" in verdicts:
-        verdict = "not reproduced: full-batch L-BFGS beat tuned SGD + momentum at equal passes"
+        verdict = "not reproduced: full-batch L-BFGS beat tuned SGD + momentum"
     else:
         beaten = sorted({v for v in verdicts if v != "match"})
         verdict = (
-            f"partly: {', '.join(beaten)} beat tuned SGD + momentum by more than 5% at "
-            "equal passes on some data; L-BFGS did not"
+            f"partly: {', '.join(beaten)} beat tuned SGD + momentum by more than 5% on some "
+            "data; L-BFGS did not"
         )
     claims = [
         claim_row(

@@ -215,7 +215,7 @@ def test_bad_resume_or_on_nonfinite_raises_value_error(tmp_path, bad):
 def test_restore_params_needs_neither_optimizer_nor_model(tmp_path):
     result = _fit(1, tmp_path, extra={"hidden": [16], "classes": 3})
     restored = fnet.train.restore_params(tmp_path)
-    assert _identical(restored.params, result.params)
+    chex.assert_trees_all_equal(restored.params, result.params)
     assert restored.state == {} and restored.step == 1
     assert restored.extra == {"hidden": [16], "classes": 3}
     assert restored.history["epoch"] == [1]
@@ -244,7 +244,7 @@ def test_a_nan_run_stops_at_its_first_nan_epoch_and_keeps_the_finite_checkpoint(
     assert err.epoch == 3 and err.steps == (7, 9)
     assert err.history["epoch"] == [1, 2, 3] and np.isnan(err.history["train_loss"][-1])
     assert err.result.history["epoch"] == [1, 2]
-    assert _identical(err.result.params, good.params)  # the last finite params
+    chex.assert_trees_all_equal(err.result.params, good.params)  # the last finite params
 
 
 def test_nonfinite_warn_trains_on_and_keep_never_prunes_the_last_finite_checkpoint(tmp_path):

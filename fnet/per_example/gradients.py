@@ -66,8 +66,7 @@ def _vmap_grads(loss_fn, params, state, x, y, keys) -> Params:
 
 def _per_example_sq(g: Params) -> jax.Array:
     """``|g_i|^2`` ``(n,)`` of per-example gradients with a leading example axis."""
-    terms = [jnp.sum(jnp.square(a.reshape(a.shape[0], -1)), axis=1) for a in jax.tree.leaves(g)]
-    return functools.reduce(jnp.add, terms)
+    return jax.vmap(functools.partial(optax.tree_utils.tree_norm, squared=True))(g)
 
 
 def _vmap_weighted_sums(loss_fn, params, state, x, y, weights, keys):

@@ -11,7 +11,9 @@ two forms:
   signature: a keyword-only ``train`` parameter, or at least five required positional
   parameters. Per-example code calls it with ``train=False`` (frozen BatchNorm
   statistics, no Dropout) and ``state={}`` when no ``state=`` is given, and
-  differentiates ``loss``; ``new_state`` and ``metrics`` are dropped. Wrap it yourself
+  differentiates ``loss``; ``new_state`` and ``metrics`` are dropped. A
+  ``supervised`` objective without a penalty becomes a :class:`ModelLoss` (the dense
+  trick applies). Wrap it yourself
   with :func:`from_objective` to choose ``train=True`` (Dropout with per-example keys)
   or when its signature does not say what it is.
 * a **plain loss** ``loss_fn(params, x, y, key=None, state=None) -> scalar``, the form
@@ -38,6 +40,7 @@ import jax
 
 from fnet.core import AnyModel, Params, is_stateful
 from fnet.losses import Reduction as LossReduction
+from fnet.train.objective import Supervised
 
 __all__ = [
     "LossFn",
@@ -158,8 +161,15 @@ class ObjectiveLoss:
         return self.objective(params, state, x, y, key, train=self.train)[0]
 
 
-def from_objective(objective: Callable[..., Any], *, train: bool = False) -> ObjectiveLoss:
+def from_objective(
+    objective: Callable[..., Any], *, train: bool = False
+) -> ModelLoss | ObjectiveLoss:
     """Use an ``Objective`` (``fnet.train`` contract) in :mod:`fnet.per_example`.
+
+    A ``fnet.train.supervised(model, loss)`` objective without a ``penalty`` becomes
+    ``ModelLoss(model, loss, train)``: the same loss, with the model visible, so the
+    dense-layer trick applies to it. Any other objective is wrapped in an
+    :class:`ObjectiveLoss` (``g_i`` then includes the penalty's gradient).
 
     Args:
       objective: ``objective(params, state, x, y, key, *, train) -> (loss, (state,
@@ -170,14 +180,17 @@ def from_objective(objective: Callable[..., Any], *, train: bool = False) -> Obj
         degenerate.
 
     Returns:
-      An :class:`ObjectiveLoss`, a plain loss ``loss_fn(params, x, y, key=None,
-      state=None) -> scalar``.
+      A :class:`ModelLoss` or :class:`ObjectiveLoss`: a plain loss ``loss_fn(params, x,
+      y, key=None, state=None) -> scalar``.
 
     Raises:
       TypeError: ``objective`` is not callable.
+      ValueError: ``train=True`` for a supervised objective of a stateful model.
     """
     if not callable(objective):
         raise TypeError(f"from_objective: objective must be callable, got {objective!r}")
+    if isinstance(objective, Supervised) and objective.penalty is None:
+        return ModelLoss(objective.model, objective.loss_fn, bool(train))
     return ObjectiveLoss(objective, bool(train))
 
 

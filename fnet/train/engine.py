@@ -20,8 +20,10 @@ compiled call runs (``steps_per_call``):
   (:func:`resolve_steps_per_call`; the rule is in ``docs/design.md``).
 
 Every driver runs the same steps on the same batches with the same keys in the same
-order and accumulates the metrics in the same order, so the same key gives bit-identical
-results whatever ``steps_per_call`` is (tested on CPU).
+order and accumulates the metrics in the same order. Any two int ``steps_per_call`` give
+bit-identical results; the rolled ``"epoch"`` driver agrees with them bit for bit for
+MLPs and to float rounding for convolutions and BatchNorm, which XLA:CPU compiles to
+other code inside a ``while`` loop (``docs/design.md``; tested on CPU).
 
 Compiled code is cached by the static configuration (objective, optimizer, batch plan,
 driver, mesh) and the shapes, dtypes and shardings of the arguments, so a second ``fit``
@@ -199,7 +201,10 @@ def _whole_epoch(ts, sums, x, y, key, epoch, *, spec: _Spec):
 def _start_epoch(key, epoch, *, spec: _Spec, n: int):
     """The chunked driver's first call: the epoch's keys and order."""
     keys, order = _epoch_order(spec, n, key, epoch)
-    return keys, (jnp.zeros((0,), jnp.int32) if order is None else order)
+    out = keys, (jnp.zeros((0,), jnp.int32) if order is None else order)
+    if spec.mesh is not None:
+        out = jax.lax.with_sharding_constraint(out, distributed.replicated(spec.mesh))
+    return out
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "count", "last"))
@@ -232,7 +237,7 @@ def _primitives(jaxpr: Any, out: set[str]) -> set[str]:
 @functools.lru_cache(maxsize=64)
 def _step_info(spec: _Spec, sig: Any) -> tuple[frozenset[str], tuple[tuple[str, Any], ...]]:
     """One abstract trace of the step: its primitives and its metrics' names and dtypes."""
-    ts, x, y = jax.tree.unflatten(sig[0], sig[1:])
+    ts, x, y = _abstract_args(sig)
     step = make_step(spec.objective, spec.optimizer, dedupe_objective=True)
     b = spec.plan.batch_size
     xb = jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype)
@@ -279,29 +284,39 @@ def resolve_steps_per_call(
 # --------------------------------------------------------------------------- compile cache
 
 
-def _abstract(tree: Any) -> Any:
-    """Leaves as ``ShapeDtypeStruct`` with their shardings: what compiled code depends on."""
-
-    def one(a: Any) -> jax.ShapeDtypeStruct:
-        aval = jax.typeof(a)
-        sharding = a.sharding if isinstance(a, jax.Array) else None
-        return jax.ShapeDtypeStruct(
-            aval.shape, aval.dtype, sharding=sharding, weak_type=aval.weak_type
-        )
-
-    return jax.tree.map(one, tree)
+def _leaf_key(a: Any) -> tuple[Any, ...]:
+    """What compiled code depends on in one argument: shape, dtype, weak type, sharding."""
+    if isinstance(a, (jax.Array, jax.ShapeDtypeStruct)):  # PRNG key arrays: no weak_type
+        return (a.shape, a.dtype, getattr(a, "weak_type", False), a.sharding)
+    aval = jax.typeof(a)
+    return (aval.shape, aval.dtype, aval.weak_type, None)
 
 
 def _signature(*trees: Any) -> tuple[Any, ...]:
-    leaves, treedef = jax.tree.flatten(_abstract(trees))
-    return (treedef, *leaves)
+    """A hashable key for the arguments ``trees`` (cheap: no tracing, no allocation)."""
+    leaves, treedef = jax.tree.flatten(trees)
+    return (treedef, *map(_leaf_key, leaves))
+
+
+def _abstract_args(sig: tuple[Any, ...]) -> Any:
+    structs = [
+        jax.ShapeDtypeStruct(shape, dtype, sharding=sharding, weak_type=weak)
+        for shape, dtype, weak, sharding in sig[1:]
+    ]
+    return jax.tree.unflatten(sig[0], structs)
 
 
 @functools.lru_cache(maxsize=256)
 def _compiled(fn: Any, static: tuple[tuple[str, Any], ...], sig: tuple[Any, ...]) -> Any:
     """``fn`` lowered and compiled for the abstract arguments ``sig`` (cached)."""
-    args = jax.tree.unflatten(sig[0], sig[1:])
-    return fn.lower(*args, **dict(static)).compile()
+    return fn.lower(*_abstract_args(sig), **dict(static)).compile()
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros(dtypes: tuple[tuple[str, Any], ...], mesh: Mesh | None) -> Metrics:
+    """The metric sums' initial value (immutable device scalars, shared by every epoch)."""
+    zeros = {name: jnp.zeros((), dtype) for name, dtype in dtypes}
+    return zeros if mesh is None else distributed.replicate(zeros, mesh)
 
 
 def compiled(fn: Any, *args: Any, **static: Any) -> Any:
@@ -365,10 +380,7 @@ class EpochEngine:
         devices = jax.devices() if spec.mesh is None else list(spec.mesh.devices.flat)
         k = resolve_steps_per_call(self.steps_per_call, prims, devices[0].platform, plan.steps)
         self.chunk = k
-        zeros = {name: jnp.zeros((), dtype) for name, dtype in dtypes}
-        if spec.mesh is not None:
-            zeros = distributed.replicate(zeros, spec.mesh)
-        self._zeros = zeros
+        zeros = self._zeros = _zeros(dtypes, spec.mesh)
         epoch = np.int32(0)
         if k is None:
             self._whole = _compiled(

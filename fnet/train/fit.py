@@ -131,8 +131,10 @@ def fit(
     compiled code (no trace, no compile). Arrays already on the device are used as they
     are (not copied); the caller's ``params``/``state``/``opt_state`` stay valid.
 
-    The same ``key`` gives bit-identical results on the same device and backend (CPU),
-    whatever ``steps_per_call`` is.
+    The same ``key`` gives bit-identical results on the same device and backend (CPU)
+    for the same ``steps_per_call``, and for any two int ``steps_per_call``; the rolled
+    ``"epoch"`` driver agrees with them to float rounding (bit for bit for MLPs; see
+    ``docs/design.md``).
 
     Args:
       objective: ``objective(params, state, x, y, key) -> (loss, (new_state, metrics))``,
@@ -183,8 +185,9 @@ def fit(
         backend is CPU and the step has a convolution or pooling window (XLA:CPU runs
         those several times slower inside a loop), else ``"epoch"``. ``"epoch"``: the
         whole epoch in one call (a ``lax.scan``). An int ``K >= 1``: ``K`` unrolled steps
-        per call (compile time grows with ``K``). Results are bit-identical whatever the
-        choice; each distinct chunk (the last one included) compiles once.
+        per call (compile time grows with ``K``). The same steps, batches and keys
+        whatever the choice (see above for the bits); each distinct chunk (the last one
+        included) compiles once.
       checkpoint_dir: save a checkpoint (:mod:`fnet.checkpoint`, step = epochs done;
         layout in :mod:`fnet.train.resume`) every ``every`` epochs and after the last
         one, and RESUME from the latest checkpoint there if it is of the same run: its
