@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "per_example_peers": "per-example grads/norms/stats vs the batch gradient, fnet/JAX/torch",
     "per_example": "fnet.per_example benchmarks (owned by fnet.per_example)",
     "dispatch": "per-step overhead of a tiny model and compile times, fnet vs raw jax.jit",
+    "engine": "fit's fixed cost per call, MLP/Linear/convnet fit vs peers (issue 10 targets)",
     "convnet": "the AlexNet-style convnet's training throughput, fnet vs PyTorch eager",
     "memory": "peak RSS of fnet.per_example.stats as N grows (streaming check)",
     "scaling": "data-parallel strong scaling of fit(mesh=) on 1/2/4/8 devices",

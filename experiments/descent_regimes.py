@@ -23,6 +23,7 @@ Run: ``python -m experiments.descent_regimes [--quick] [--out runs/descent_regim
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+import optax
 from jax import lax
 from tqdm import tqdm
 
@@ -39,6 +41,7 @@ from fnet import models
 from fnet import per_example as pe
 from fnet.losses import softmax_cross_entropy
 from fnet.per_example import dense_trick
+from fnet.train import TrainState, supervised, train_step
 
 NAME = "descent_regimes"
 
@@ -104,20 +107,33 @@ def load_data(args: Any, cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, d
 
 # --------------------------------------------------------------------------- training
 
+#: Plain SGD with optional heavy-ball momentum, ``v = mu v + g; p = p - lr v``
+#: (``optax.sgd``). ``learning_rate`` and ``momentum`` live in the optimizer state
+#: (``optax.inject_hyperparams``), so one compiled trainer runs any of them, and a
+#: stack of train states trains several learning rates at once under ``jax.vmap``.
+OPTIMIZER = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0)
 
-def _bcast(v: jax.Array, a: jax.Array) -> jax.Array:
-    return v.reshape(v.shape + (1,) * (a.ndim - v.ndim))
+
+def init_states(params0: Any, lrs: Sequence[float], momentum: float) -> TrainState:
+    """A :class:`fnet.train.TrainState` per learning rate, stacked on a leading axis ``L``."""
+
+    def one(lr: jax.Array) -> TrainState:
+        opt = optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=momentum)
+        return TrainState.create(params0, opt)
+
+    return jax.vmap(one)(jnp.asarray(lrs, jnp.float32))
 
 
-def make_trainer(loss_fn: Any, n: int, batch: int, shuffle: bool = True):
-    """A jitted ``run(params, vel, lrs, momentum, step0, n_steps, key, x, y)``.
+def make_trainer(objective: Any, n: int, batch: int, shuffle: bool = True):
+    """A jitted ``run(states, step0, n_steps, key, x, y) -> states``.
 
-    Runs ``n_steps`` heavy-ball steps ``v = mu v + g; p = p - lr v`` for ``L`` learning
-    rates at once (params with a leading axis ``L``), on shuffled epochs of ``n // batch``
-    batches (``shuffle=False``: the data's own order). One compiled loop per batch size.
+    Runs ``n_steps`` steps of :func:`fnet.train.train_step` (``OPTIMIZER``) on every
+    stacked train state at once (``jax.vmap``), on shuffled epochs of ``n // batch``
+    batches (``shuffle=False``: the data's own order); ``step0`` is the global step the
+    run starts at, so a run can be split into segments. One compiled loop per batch size.
     """
     spe = n // batch
-    grad_fn = jax.vmap(jax.grad(loss_fn), in_axes=(0, None, None))
+    step = jax.vmap(train_step(objective, OPTIMIZER, jit=False), in_axes=(0, None, None, None))
 
     def perm_for(key, epoch):
         if not shuffle:
@@ -125,9 +141,9 @@ def make_trainer(loss_fn: Any, n: int, batch: int, shuffle: bool = True):
         return jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
 
     @jax.jit
-    def run(params, vel, lrs, momentum, step0, n_steps, key, x, y):
+    def run(states, step0, n_steps, key, x, y):
         def body(i, carry):
-            p, v, perm = carry
+            ts, perm = carry
             s = step0 + i
             if batch >= n:
                 xb, yb = x, y
@@ -136,29 +152,22 @@ def make_trainer(loss_fn: Any, n: int, batch: int, shuffle: bool = True):
                 perm = lax.cond(j == 0, lambda: perm_for(key, s // spe), lambda: perm)
                 idx = lax.dynamic_slice(perm, (j * batch,), (batch,))
                 xb, yb = x[idx], y[idx]
-            g = grad_fn(p, xb, yb)
-            v = jax.tree.map(lambda v, g: momentum * v + g, v, g)
-            p = jax.tree.map(lambda p, v: p - _bcast(lrs, v) * v, p, v)
-            return p, v, perm
+            ts, _ = step(ts, xb, yb, key)  # the key is unused: no dropout
+            return ts, perm
 
         perm0 = perm_for(key, step0 // spe)
-        p, v, _ = lax.fori_loop(0, n_steps, body, (params, vel, perm0))
-        return p, v
+        return lax.fori_loop(0, n_steps, body, (states, perm0))[0]
 
     return run
 
 
-def replicate(params: Any, n_copies: int) -> Any:
-    """Stack ``n_copies`` of ``params`` along a new leading axis."""
-    return jax.tree.map(lambda a: jnp.broadcast_to(a, (n_copies, *a.shape)), params)
-
-
-def make_evaluator(loss_fn: Any):
+def make_evaluator(objective: Any):
     """Jitted full training loss of every stacked parameter set: ``(L,)``; NaN -> inf."""
 
     @jax.jit
     def evaluate(params, x, y):
-        losses = jax.vmap(loss_fn, in_axes=(0, None, None))(params, x, y)
+        loss = lambda p: objective(p, {}, x, y, None, train=False)[0]
+        losses = jax.vmap(loss)(params)
         return jnp.where(jnp.isfinite(losses), losses, jnp.inf)
 
     return evaluate
@@ -167,25 +176,28 @@ def make_evaluator(loss_fn: Any):
 class Runner:
     """Trainers per (batch, shuffle) compiled once, plus the evaluator."""
 
-    def __init__(self, loss_fn: Any, x: jax.Array, y: jax.Array, key: jax.Array) -> None:
-        self.loss_fn, self.x, self.y, self.key = loss_fn, x, y, key
+    def __init__(self, objective: Any, x: jax.Array, y: jax.Array, key: jax.Array) -> None:
+        self.objective, self.x, self.y, self.key = objective, x, y, key
         self.n = int(x.shape[0])
-        self.evaluate = make_evaluator(loss_fn)
+        self._evaluate = make_evaluator(objective)
         self._trainers: dict[tuple[int, bool], Any] = {}
 
-    def trainer(self, batch: int, shuffle: bool = True):
+    def evaluate(self, states: TrainState) -> np.ndarray:
+        """The full training loss of each stacked state, ``(L,)`` (non-finite -> inf)."""
+        return np.asarray(self._evaluate(states.params, self.x, self.y))
+
+    def train(self, states, batch, step0, n_steps, *, shuffle=True) -> TrainState:
+        """``n_steps`` steps from global step ``step0`` (compiled once per batch size)."""
         if (batch, shuffle) not in self._trainers:
-            self._trainers[batch, shuffle] = make_trainer(self.loss_fn, self.n, batch, shuffle)
-        return self._trainers[batch, shuffle]
+            self._trainers[batch, shuffle] = make_trainer(self.objective, self.n, batch, shuffle)
+        run = self._trainers[batch, shuffle]
+        return run(states, step0, n_steps, self.key, self.x, self.y)
 
     def sweep(self, params0, batch, lrs, momentum, epochs) -> np.ndarray:
         """Final training loss of each learning rate after ``epochs`` epochs (vmapped)."""
-        lrs = jnp.asarray(lrs, jnp.float32)
-        p = replicate(params0, len(lrs))
-        v = jax.tree.map(jnp.zeros_like, p)
-        steps = epochs * (self.n // batch)
-        p, _ = self.trainer(batch)(p, v, lrs, momentum, 0, steps, self.key, self.x, self.y)
-        return np.asarray(self.evaluate(p, self.x, self.y))
+        states = init_states(params0, lrs, momentum)
+        states = self.train(states, batch, 0, epochs * (self.n // batch))
+        return self.evaluate(states)
 
     def curve(
         self,
@@ -203,23 +215,20 @@ class Runner:
 
         ``on_eval(epoch, params, loss)`` is called after each evaluation (not timed).
         """
-        run = self.trainer(batch, shuffle)
-        lrs = jnp.asarray([lr], jnp.float32)
-        p = replicate(params0, 1)
-        v = jax.tree.map(jnp.zeros_like, p)
-        jax.block_until_ready(run(p, v, lrs, momentum, 0, 0, self.key, self.x, self.y))
+        states = init_states(params0, [lr], momentum)
+        jax.block_until_ready(self.train(states, batch, 0, 0, shuffle=shuffle))  # compile
         spe = self.n // batch
         seg = max(1, spe // evals_per_epoch)
         out = {"step": [0], "epoch": [0.0], "examples": [0], "seconds": [0.0]}
-        out["loss"] = [float(self.evaluate(p, self.x, self.y)[0])]
+        out["loss"] = [float(self.evaluate(states)[0])]
         if on_eval is not None:
-            on_eval(0.0, p, out["loss"][0])
+            on_eval(0.0, states.params, out["loss"][0])
         step, elapsed = 0, 0.0
         while step < epochs * spe:
             n_steps = min(seg, epochs * spe - step)
             t = common.Timer()
-            p, v = jax.block_until_ready(
-                run(p, v, lrs, momentum, step, n_steps, self.key, self.x, self.y)
+            states = jax.block_until_ready(
+                self.train(states, batch, step, n_steps, shuffle=shuffle)
             )
             elapsed += t()
             step += n_steps
@@ -227,24 +236,22 @@ class Runner:
             out["epoch"].append(step / spe)
             out["examples"].append(step * batch)
             out["seconds"].append(elapsed)
-            out["loss"].append(float(self.evaluate(p, self.x, self.y)[0]))
+            out["loss"].append(float(self.evaluate(states)[0]))
             if on_eval is not None:
-                on_eval(step / spe, p, out["loss"][-1])
-        out["final_params"] = jax.tree.map(lambda a: a[0], p)
+                on_eval(step / spe, states.params, out["loss"][-1])
+        out["final_params"] = jax.tree.map(lambda a: a[0], states.params)
         return out
 
     def steps_to_target(self, params0, batch, lrs, target, max_steps, ratio) -> dict:
         """First evaluated step at which any learning rate reaches ``target`` (vmapped)."""
-        lrs_a = jnp.asarray(lrs, jnp.float32)
-        p = replicate(params0, len(lrs))
-        v = jax.tree.map(jnp.zeros_like, p)
-        run = self.trainer(batch)
-        step, first = 0, float(self.evaluate(p, self.x, self.y)[0])
+        states = init_states(params0, lrs, 0.0)
+        step, first = 0, float(self.evaluate(states)[0])
+        losses = np.asarray([])
         while step < max_steps:
             nxt = min(max_steps, max(step + 1, math.ceil(step * ratio)))
-            p, v = run(p, v, lrs_a, 0.0, step, nxt - step, self.key, self.x, self.y)
+            states = self.train(states, batch, step, nxt - step)
             step = nxt
-            losses = np.asarray(self.evaluate(p, self.x, self.y))
+            losses = self.evaluate(states)
             if np.any(losses <= target):
                 best = int(np.argmin(losses))
                 return {
@@ -261,7 +268,7 @@ class Runner:
             "steps": None,
             "best_lr": None,
             "lrs": list(map(float, lrs)),
-            "losses": losses.tolist() if step else [],
+            "losses": losses.tolist(),
         }
 
 
@@ -408,9 +415,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     key = jax.random.key(args.seed)
     model = models.mlp([cfg["hidden"]], n_classes, "tanh")
     _, params0 = model.init(jax.random.fold_in(key, 0), (-1, x_np.shape[1]))
-    loss_fn = pe.model_loss(model, softmax_cross_entropy)
+    loss_fn = pe.model_loss(model, softmax_cross_entropy)  # per-example statistics
+    objective = supervised(model, softmax_cross_entropy)  # training
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
-    runner = Runner(loss_fn, x, y, jax.random.fold_in(key, 1))
+    runner = Runner(objective, x, y, jax.random.fold_in(key, 1))
     lr_grid = [2.0**e for e in cfg["lr_grid_exponents"]]
     mid, full_b, epochs = cfg["mid_batch"], n, cfg["epochs"]
     regimes = {"sgd": 1, "minibatch": mid, "full_batch": full_b}
@@ -517,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     # 7: class-sorted data, no shuffling, the mini-batch learning rate.
     order = np.argsort(y_np, kind="stable")
-    sorted_runner = Runner(loss_fn, x[order], y[order], runner.key)
+    sorted_runner = Runner(objective, x[order], y[order], runner.key)
     curves["sorted_no_shuffle"] = sorted_runner.curve(
         params0, mid, best_lr["minibatch"], 0.0, epochs, shuffle=False
     )
@@ -557,144 +565,191 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- plots
 
 
+@dataclasses.dataclass
+class Panel:
+    """One set of axes: lines ``(x, y, style, label)``, vertical markers, labels, scales.
+
+    ``vlines``: ``(x, color, linestyle, label)``. Points that a log axis cannot show
+    (``<= 0`` or not finite) are left out of each line.
+    """
+
+    lines: list[tuple[Any, Any, str, str]]
+    xlabel: str
+    ylabel: str
+    title: str = ""
+    xscale: str = "linear"
+    yscale: str = "linear"
+    vlines: list[tuple[float, str, str, str]] = dataclasses.field(default_factory=list)
+    legend: float | None = 8.0  # legend font size; None: no legend
+
+
+def _draw(ax: Any, panel: Panel) -> None:
+    for xs, ys, style, label in panel.lines:
+        xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+        ok = np.isfinite(xs) & np.isfinite(ys)
+        if panel.xscale == "log":
+            ok &= xs > 0
+        if panel.yscale == "log":
+            ok &= ys > 0
+        ax.plot(xs[ok], ys[ok], style, label=label, ms=4)
+    for x, color, ls, label in panel.vlines:
+        ax.axvline(x, color=color, ls=ls, label=label)
+    ax.set(xlabel=panel.xlabel, ylabel=panel.ylabel, title=panel.title)
+    ax.set(xscale=panel.xscale, yscale=panel.yscale)
+    if panel.legend is not None:
+        ax.legend(fontsize=panel.legend)
+
+
+def save_panels(out: str, filename: str, panels: Sequence[Panel], title: str = "") -> str:
+    """Draw ``panels`` side by side (constrained layout: labels never overlap the
+    neighbouring panel's ticks) and save them as ``filename`` in ``out``."""
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.5 * len(panels), 4.2), layout="constrained", squeeze=False
+    )
+    for ax, panel in zip(axes[0], panels, strict=True):
+        _draw(ax, panel)
+    if title:
+        fig.suptitle(title)
+    return common.save_figure(fig, out, filename)
+
+
 def plot_all(out: str, cfg: dict, m: dict, regimes: dict, mnist: bool) -> list[str]:
     """The seven figures; returns their file names."""
-    figs = []
     data = "MNIST" if mnist else "spiral"
-    v = m["variance_vs_batch"]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    b = np.asarray(v["batch"], float)
-    for sampling, color in (("with_replacement", "C0"), ("without_replacement", "C1")):
-        pred = np.asarray(v[sampling]["predicted"])
-        meas = np.asarray(v[sampling]["measured"])
-        ok = pred > 0
-        ax.loglog(b[ok], pred[ok], "-", color=color, label=f"predicted, {sampling}")
-        pos = meas > 1e-12 * max(meas.max(), 1e-30)
-        ax.loglog(b[pos], meas[pos], "o", color=color, ms=4, label=f"measured, {sampling}")
-    ax.set(
-        xlabel="batch size B",
-        ylabel="E|g_B - G|^2",
-        title=f"Mini-batch gradient variance ({data}); w/o replacement is 0 at B=N",
-    )
-    ax.legend(fontsize=7)
-    figs.append(common.save_figure(fig, out, "variance_vs_batch.png"))
+    mid = f"B={cfg['mid_batch']}"
+    curves, best = m["curves"], m["best_lr"]
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for name in regimes:
-        c = m["curves"][name]
-        label = f"{name} (B={regimes[name]}, lr={m['best_lr'][name]:g})"
-        for ax, key in zip(axes, ("epoch", "examples", "seconds"), strict=True):
-            xs = np.asarray(c[key], float)
-            if key != "epoch":  # log axis: put the start at a small positive value
-                xs = np.maximum(xs, 1e-4 if key == "seconds" else 1)
-            ax.plot(xs, c["loss"], label=label)
-    for ax, lab in zip(
-        axes, ("epochs", "gradient evaluations (examples)", "wall-clock (s)"), strict=True
+    def loss_vs_epoch(names_labels, title):
+        lines = [(curves[k]["epoch"], curves[k]["loss"], "-", lab) for k, lab in names_labels]
+        return Panel(lines, "epoch", "training loss", title, yscale="log")
+
+    v = m["variance_vs_batch"]
+    floor = 1e-6 * max(max(v[s]["measured"]) for s in ("with_replacement", "without_replacement"))
+
+    def shown(values):  # a rounding-error "zero" (B = N without replacement) is not drawn
+        return [x if x > floor else np.nan for x in values]
+
+    variance = Panel(
+        [
+            line
+            for sampling, color in (("with_replacement", "C0"), ("without_replacement", "C1"))
+            for line in (
+                (
+                    v["batch"],
+                    shown(v[sampling]["predicted"]),
+                    f"-{color}",
+                    f"predicted, {sampling}",
+                ),
+                (v["batch"], shown(v[sampling]["measured"]), f"o{color}", f"measured, {sampling}"),
+            )
+        ],
+        "batch size B",
+        "E|g_B - G|^2",
+        f"Mini-batch gradient variance ({data})\nwithout replacement it is 0 at B=N (not drawn)",
+        xscale="log",
+        yscale="log",
+        legend=7,
+    )
+
+    regime_panels = []
+    for key, xlabel in (
+        ("epoch", "epochs"),
+        ("examples", "gradient evaluations (examples)"),
+        ("seconds", "wall-clock (s)"),
     ):
-        ax.set(xlabel=lab, ylabel="training loss", yscale="log")
-    axes[1].set_xscale("log")
-    axes[2].set_xscale("log")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"SGD vs mini-batch vs full batch ({data})")
-    figs.append(common.save_figure(fig, out, "regimes_loss.png"))
+        start = {"epoch": 0.0, "examples": 1.0, "seconds": 1e-4}[key]  # step 0 on a log axis
+        lines = [
+            (
+                np.maximum(curves[k][key], start),
+                curves[k]["loss"],
+                "-",
+                f"{k} (B={b}, lr={best[k]:g})",
+            )
+            for k, b in regimes.items()
+        ]
+        scale = "linear" if key == "epoch" else "log"
+        regime_panels.append(
+            Panel(lines, xlabel, "training loss", xscale=scale, yscale="log", legend=None)
+        )
+    regime_panels[0].legend = 7
 
     runs = [r for r in m["steps_to_target"]["runs"] if r["steps"] is not None]
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.loglog([r["batch"] for r in runs], [r["best_lr"] for r in runs], "o-")
-    ax.set(
-        xlabel="batch size B",
-        ylabel="best learning rate",
-        title=f"Best learning rate vs batch size ({data})",
-    )
-    figs.append(common.save_figure(fig, out, "best_lr_vs_batch.png"))
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name in ("minibatch", "momentum"):
-        c = m["curves"][name]
-        ax.plot(c["epoch"], c["loss"], label=f"{name} lr={m['best_lr'][name]:g}")
-    ax.set(
-        xlabel="epoch",
-        ylabel="training loss",
+    batches = np.asarray([r["batch"] for r in runs], float)
+    best_lr = Panel(
+        [(batches, [r["best_lr"] for r in runs], "o-", "best learning rate")],
+        "batch size B",
+        "best learning rate",
+        f"Best learning rate vs batch size ({data})",
+        xscale="log",
         yscale="log",
-        title=f"Vanilla SGD vs momentum {cfg['momentum']} (B={cfg['mid_batch']})",
+        legend=None,
     )
-    ax.legend()
-    figs.append(common.save_figure(fig, out, "momentum.png"))
 
     t = m["noise_scales_over_training"]
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.semilogy([r["epoch"] for r in t], [r["b_simple"] for r in t], "o-", label="B_simple")
-    ax.semilogy(
-        [r["epoch"] for r in t],
-        [max(r["b_noise"], 1e-3) for r in t],
-        "s-",
-        label="B_noise (Hessian-aware)",
+    epochs = [r["epoch"] for r in t]
+    noise = Panel(
+        [
+            (epochs, [r["b_simple"] for r in t], "o-", "B_simple"),
+            (epochs, [max(r["b_noise"], 1e-3) for r in t], "s-", "B_noise (Hessian-aware)"),
+        ],
+        "epoch",
+        "noise scale (examples)",
+        f"Noise scales over training ({mid})",
+        yscale="log",
     )
-    ax.set(
-        xlabel="epoch",
-        ylabel="noise scale (examples)",
-        title=f"Noise scales over training (B={cfg['mid_batch']})",
-    )
-    ax.legend()
-    figs.append(common.save_figure(fig, out, "noise_scales.png"))
 
     st = m["steps_to_target"]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    if runs:
-        bb = np.asarray([r["batch"] for r in runs], float)
-        ax.loglog(bb, [r["steps"] for r in runs], "o-", label="measured (tuned lr)")
-    if "s_min" in st:
-        ax.loglog(
-            bb,
-            st["fit_s_min"] * (1 + st["fit_b_crit"] / bb),
-            "--",
-            label=f"fit S_min(1 + B_crit/B), B_crit={st['fit_b_crit']:.0f}",
-        )
-        ax.axvline(
-            st["b_crit_emin_over_smin"],
-            color="k",
-            ls=":",
-            label=f"E_min/S_min = {st['b_crit_emin_over_smin']:.0f}",
-        )
-        nz = st["noise_scale_vs_critical"]
-        if np.isfinite(nz["b_simple_to_target"]):
-            ax.axvline(
-                nz["b_simple_to_target"],
-                color="C2",
-                ls="-.",
-                label=f"B_simple (start to target) = {nz['b_simple_to_target']:.0f}",
-            )
-        if np.isfinite(nz["b_noise_to_target"]) and nz["b_noise_to_target"] > 0:
-            ax.axvline(
-                nz["b_noise_to_target"],
-                color="C3",
-                ls="-.",
-                label=f"B_noise (start to target) = {nz['b_noise_to_target']:.0f}",
-            )
-    ax.set(
-        xlabel="batch size B",
-        ylabel=f"steps to training loss {st['target_loss']}",
-        title=f"Steps to target vs batch size ({data})",
-    )
-    ax.legend(fontsize=7)
-    figs.append(common.save_figure(fig, out, "steps_vs_batch.png"))
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name, label in (
-        ("minibatch", "shuffled"),
-        ("sorted_no_shuffle", "class-sorted, no shuffle"),
-    ):
-        c = m["curves"][name]
-        ax.plot(c["epoch"], c["loss"], label=label)
-    ax.set(
-        xlabel="epoch",
-        ylabel="training loss",
+    steps = Panel(
+        [(batches, [r["steps"] for r in runs], "o-", "measured (tuned lr)")],
+        "batch size B",
+        f"steps to training loss {st['target_loss']}",
+        f"Steps to target vs batch size ({data})",
+        xscale="log",
         yscale="log",
-        title=f"Why sampling matters (B={cfg['mid_batch']})",
+        legend=7,
     )
-    ax.legend()
-    figs.append(common.save_figure(fig, out, "sorted_control.png"))
-    return figs
+    if "s_min" in st:
+        fit = st["fit_s_min"] * (1 + st["fit_b_crit"] / batches)
+        steps.lines.append(
+            (batches, fit, "--", f"fit S_min(1 + B_crit/B), B_crit={st['fit_b_crit']:.0f}")
+        )
+        bc = st["b_crit_emin_over_smin"]
+        steps.vlines.append((bc, "k", ":", f"E_min/S_min = {bc:.0f}"))
+        nz = st["noise_scale_vs_critical"]
+        for name, color in (("b_simple", "C2"), ("b_noise", "C3")):
+            value = nz[f"{name}_to_target"]
+            if np.isfinite(value) and value > 0:
+                label = f"{'B_simple' if name == 'b_simple' else 'B_noise'} (start to target)"
+                steps.vlines.append((value, color, "-.", f"{label} = {value:.0f}"))
+
+    figures = [
+        ("variance_vs_batch.png", [variance], ""),
+        ("regimes_loss.png", regime_panels, f"SGD vs mini-batch vs full batch ({data})"),
+        ("best_lr_vs_batch.png", [best_lr], ""),
+        (
+            "momentum.png",
+            [
+                loss_vs_epoch(
+                    [(k, f"{k} lr={best[k]:g}") for k in ("minibatch", "momentum")],
+                    f"Vanilla SGD vs momentum {cfg['momentum']} ({mid})",
+                )
+            ],
+            "",
+        ),
+        ("noise_scales.png", [noise], ""),
+        ("steps_vs_batch.png", [steps], ""),
+        (
+            "sorted_control.png",
+            [
+                loss_vs_epoch(
+                    [("minibatch", "shuffled"), ("sorted_no_shuffle", "class-sorted, no shuffle")],
+                    f"Why sampling matters ({mid})",
+                )
+            ],
+            "",
+        ),
+    ]
+    return [save_panels(out, name, panels, title) for name, panels, title in figures]
 
 
 if __name__ == "__main__":

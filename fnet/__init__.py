@@ -21,7 +21,7 @@ from fnet import (
     validation,
 )
 from fnet.combinators import parallel, residual, serial
-from fnet.core import Model, StatefulModel, as_stateful, is_stateful, layer_key
+from fnet.core import Model, StatefulModel, as_stateful, describe, is_stateful, layer_key
 from fnet.layers import (
     Activation,
     AvgPool,
@@ -43,7 +43,7 @@ from fnet.layers import (
     Tanh,
 )
 from fnet.summary import abstract_init, param_count, summary
-from fnet.train import evaluate, fit
+from fnet.train import evaluate, fit, predict, restore_params
 from fnet.tree import cast_floating
 from fnet.validation import check_labels
 

@@ -81,11 +81,16 @@ def _child_key(key, name):
 
 
 def _build(
-    init_stateful, apply_stateful, name: str, named: tuple[NamedChild, ...], kind: str
+    init_stateful,
+    apply_stateful,
+    name: str,
+    named: tuple[NamedChild, ...],
+    kind: str,
+    config: dict | None = None,
 ) -> AnyModel:
     """A StatefulModel if any child has state, else the plain Model view of the same pair."""
     if any(is_stateful(m) for _, m in named):
-        return StatefulModel(init_stateful, apply_stateful, name, named, kind)
+        return StatefulModel(init_stateful, apply_stateful, name, named, kind, config or {})
 
     def init(key, input_shape):
         shape, params, _ = init_stateful(key, input_shape)
@@ -94,7 +99,7 @@ def _build(
     def apply(params, x, *, key=None, train=False):
         return apply_stateful(params, {}, x, key=key, train=train)[0]
 
-    return Model(init, apply, name, named, kind)
+    return Model(init, apply, name, named, kind, config or {})
 
 
 def serial(*layers: AnyModel | NamedChild, name: str = "serial") -> AnyModel:
@@ -186,6 +191,7 @@ def parallel(
 
     def apply_stateful(params, state, x, *, key=None, train=False):
         _check_param_keys(params, named, "params")
+        _check_param_keys(state, named, "state")
         ys, new_state = [], {}
         for child_name, child in stateful:
             with _scope(child_name):
@@ -201,7 +207,7 @@ def parallel(
                 new_state[child_name] = s
         return combine_outputs(ys), new_state
 
-    return _build(init_stateful, apply_stateful, name, named, "parallel")
+    return _build(init_stateful, apply_stateful, name, named, "parallel", {"combine": combine})
 
 
 def residual(*layers: AnyModel | NamedChild, name: str = "residual") -> AnyModel:

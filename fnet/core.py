@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from fnet import initializers
 from fnet.errors import ShapeError
 
 __all__ = [
@@ -41,6 +43,8 @@ __all__ = [
     "State",
     "StatefulModel",
     "as_stateful",
+    "describe",
+    "describe_initializer",
     "is_stateful",
     "layer_key",
 ]
@@ -61,6 +65,7 @@ class _Pair:
     name: str = "model"
     children: tuple[tuple[str, AnyModel], ...] = ()
     kind: str = ""
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         """Unpack like a pair: ``init, apply = model``."""
@@ -81,6 +86,8 @@ class Model(_Pair):
       kind: the constructor that built it (``"Dense"``, ``"serial"``), so tools that
         specialise on structure (the per-example dense-layer trick, ``summary``) can ask
         instead of guessing; ``name`` may be anything the user chose.
+      config: the constructor's arguments as a JSON-able mapping (``{"out_dim": 10,
+        "w_init": "glorot_normal", ...}``), children excluded; :func:`describe` nests it.
     """
 
 
@@ -95,6 +102,7 @@ class StatefulModel(_Pair):
       name: the default name combinators give this layer.
       children: ``(name, model)`` pairs of a combinator's sub-models.
       kind: the constructor that built it (``"BatchNorm"``, ``"serial"``).
+      config: the constructor's arguments as a JSON-able mapping (see :class:`Model`).
     """
 
 
@@ -125,7 +133,84 @@ def as_stateful(model: AnyModel) -> StatefulModel:
     def apply(params, state, x, *, key=None, train=False):
         return model.apply(params, x, key=key, train=train), state
 
-    return StatefulModel(init, apply, model.name, model.children, model.kind)
+    return StatefulModel(init, apply, model.name, model.children, model.kind, model.config)
+
+
+def describe(model: AnyModel) -> dict[str, Any]:
+    """A JSON-able description of a model's structure: kinds, configuration and children.
+
+    Two models with the same description compute the same function of the same params
+    (up to user-supplied callables, which are named, not compared); two models whose
+    layers differ in kind or configuration (``Relu`` vs ``Tanh``, ``Dropout(0.1)`` vs
+    ``Dropout(0.5)``) get different descriptions even when every shape agrees, so a
+    checkpoint can record it and refuse a mismatched model.
+
+    Returns:
+      ``{"kind": str, "name": str, "stateful": bool, "config": {...}, "children":
+      [{"child": child_name, **describe(child)}, ...]}``; ``children`` is empty for a
+      layer. Every value is a str, int, float, bool, None, list or dict
+      (``json.dumps`` accepts it; ``sort_keys=True`` gives a stable fingerprint).
+
+    Raises:
+      TypeError: ``model`` is not an fnet model.
+    """
+    stateful = is_stateful(model)
+    return {
+        "kind": model.kind,
+        "name": model.name,
+        "stateful": stateful,
+        "config": _jsonable(dict(model.config)),
+        "children": [
+            {"child": child_name, **describe(child)} for child_name, child in model.children
+        ],
+    }
+
+
+def describe_initializer(init: Any) -> str:
+    """How :func:`describe` names an initializer: its registered name, else ``callable:<qualname>``.
+
+    A string is returned as is (``"he_normal"``); a function registered in
+    ``fnet.initializers`` under a name gets that name; any other callable is named
+    ``"callable:<module>.<qualname>"`` (e.g. ``"callable:fnet.initializers.normal.<locals>.init"``
+    for ``normal(0.01)``): honest about the code that runs, but silent about values
+    captured in a closure, so a description cannot tell ``normal(0.01)`` from
+    ``normal(0.1)``. Pass initializers by name where you can.
+    """
+    if isinstance(init, str):
+        return init
+    registered = _registered_initializer_name(init)
+    if registered is not None:
+        return registered
+    module = getattr(init, "__module__", None) or type(init).__module__
+    qualname = getattr(init, "__qualname__", None) or type(init).__qualname__
+    return f"callable:{module}.{qualname}"
+
+
+def _registered_initializer_name(init: Any) -> str | None:
+    for name in initializers.__all__:
+        if getattr(initializers, name, None) is init:
+            return name
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert a constructor argument to JSON-able form (dtypes by name, tuples as lists)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.dtype, type)) or hasattr(value, "dtype"):
+        try:
+            return np.dtype(value).name
+        except TypeError:
+            pass
+    if callable(value):
+        return describe_initializer(value)
+    return repr(value)
 
 
 def layer_key(key: jax.Array, name: str) -> jax.Array:
@@ -182,11 +267,74 @@ def broadcast_features(v: Any, ndim: int) -> Any:
     return v.reshape((1,) * (ndim - 1) + v.shape)
 
 
-def require_params(params: Params, names: Sequence[str], layer: str) -> None:
-    """Raise ``KeyError`` with a clear message if ``params`` lacks any of ``names``."""
-    missing = [n for n in names if n not in params]
-    if missing:
-        raise KeyError(
-            f"{layer}: params are missing {missing} (got keys {sorted(params)}); "
-            "were these params made by this model's init?"
+def float_input(x: Any, layer: str, dtype: Any = None) -> jax.Array:
+    """``x`` as a floating JAX array, for layers that do arithmetic on their input.
+
+    Floating inputs are returned unchanged (their dtype is kept). Integer and bool
+    inputs (``uint8`` pixels from the MNIST loaders, say) are cast to ``dtype`` (default
+    ``float32``; layers with params pass their params' or compute dtype) BEFORE any
+    arithmetic, so sums, means and products cannot overflow or wrap around. The dtype is
+    static, so this costs nothing under ``jax.jit``.
+
+    Raises:
+      TypeError: ``x`` has a complex or non-numeric dtype; the message names ``layer``.
+    """
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        return x
+    if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
+        return x.astype(jnp.float32 if dtype is None else dtype)
+    raise TypeError(
+        f"{layer} computes on real numbers and cannot take inputs of dtype {x.dtype}; "
+        "pass a float array (integer pixels are cast automatically)."
+    )
+
+
+def compute_dtype_of(compute_dtype: Any, layer: str) -> np.dtype | None:
+    """Validate a layer's ``compute_dtype`` argument: ``None`` or a floating dtype.
+
+    Raises:
+      ValueError: ``compute_dtype`` is not a floating dtype (e.g. ``jnp.int8``).
+    """
+    if compute_dtype is None:
+        return None
+    try:
+        dtype = jnp.dtype(compute_dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(
+            f"{layer}: compute_dtype must be a floating dtype such as jnp.bfloat16, "
+            f"jnp.float16 or jnp.float32 (or None), got {compute_dtype!r}"
         )
+    return dtype
+
+
+def check_param_shapes(
+    params: Params, expected: Mapping[str, Sequence[int | None]], layer: str, what: str = "params"
+) -> None:
+    """Raise ``ShapeError`` naming ``layer`` if ``params`` do not match its configuration.
+
+    ``expected`` maps each name to its shape, ``None`` standing for a dimension the
+    configuration does not fix (an input width). Unknown and missing names are errors
+    too, so params made for another model cannot run silently. Shapes are static under
+    ``jax.jit``: the check is free at run time.
+    """
+    missing = [n for n in expected if n not in params]
+    unknown = sorted(set(params) - set(expected))
+    if missing or unknown:
+        raise ShapeError(
+            f"{layer}: {what} have keys {sorted(params)}, expected {sorted(expected)}; "
+            "were these made by this model's init?"
+        )
+    for n, want in expected.items():
+        got = tuple(np.shape(params[n]))
+        fits = len(got) == len(want) and all(
+            w is None or g == w for g, w in zip(got, want, strict=True)
+        )
+        if not fits:
+            shown = tuple("?" if w is None else w for w in want)
+            raise ShapeError(
+                f"{layer}: {what}[{n!r}] has shape {got}, but this layer's configuration "
+                f"needs {shown}; were these {what} made for another model?"
+            )

@@ -12,10 +12,15 @@ machinery (no parameter server, no ``pmap``):
   ``"model"`` axis, large matrices are split over it (:func:`param_shardings`);
 * the train step is one ``jax.jit`` computation; XLA inserts the gradient all-reduce.
 
-The same code runs on 1 CPU, 8 GPUs or a TPU pod; ``fnet.train.fit(..., mesh=mesh)`` uses
-it. Multi-host: :func:`initialize` on every process, each process loads its
-own slice of the data (:func:`host_shard`), and :func:`global_batch` assembles the global
-array with ``jax.make_array_from_process_local_data``. See ``docs/parallel.md``.
+This module is a leaf (meshes, placement, multi-host helpers; no other fnet import): the
+sharded training lives in ``fnet.train`` (``fit(..., mesh=mesh)``,
+``train_step(..., mesh=mesh)``), the sharded per-example statistics in
+``fnet.per_example`` (``stats(..., mesh=mesh)``, ``norms(..., mesh=mesh)``). Placement
+helpers take ``(tree, mesh)``; every other function takes ``mesh=`` as a keyword.
+The same code runs on 1 CPU, 8 GPUs or a TPU pod. Multi-host: :func:`initialize` on
+every process, each process loads its own slice of the data (:func:`host_shard`), and
+:func:`global_batch` assembles the global array with
+``jax.make_array_from_process_local_data``. See ``docs/parallel.md``.
 
 Meshes use ``AxisType.Auto`` axes (sharding decided by the compiler from the constraints
 fnet places); a mesh with ``Explicit`` axes is converted (:func:`as_auto`).
@@ -23,15 +28,12 @@ fnet places); a mesh with ``Explicit`` axes is converted (:func:`as_auto`).
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
-import optax
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -39,7 +41,6 @@ __all__ = [
     "DATA_AXIS",
     "MIN_SHARD_SIZE",
     "MODEL_AXIS",
-    "ShardedObjective",
     "as_auto",
     "batch_sharding",
     "check_divisible",
@@ -47,20 +48,17 @@ __all__ = [
     "data_axis",
     "data_mesh",
     "data_size",
-    "epoch_fn",
     "global_batch",
     "host_shard",
     "initialize",
     "model_axis",
     "param_shardings",
-    "per_example_norms",
-    "per_example_stats",
     "place",
     "place_data",
     "replicate",
     "replicated",
     "shard_batch",
-    "train_step",
+    "shard_examples",
 ]
 
 DATA_AXIS = "data"
@@ -267,85 +265,6 @@ def constrain_batch(batch: PyTree, mesh: Mesh) -> PyTree:
     return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, sharding), batch)
 
 
-@dataclasses.dataclass(frozen=True)
-class ShardedObjective:
-    """An objective whose batch is split over the data axis of ``mesh`` at every step.
-
-    ``ShardedObjective(objective, mesh)(params, state, x, y, key, **kw)`` constrains
-    ``x`` and ``y`` with :func:`constrain_batch` and calls ``objective``. Frozen and
-    compared by value, so two wrappers of the same objective on the same mesh hit the
-    same ``jax.jit`` cache entry (``fit`` passes objectives as static arguments).
-    """
-
-    objective: Callable[..., Any]
-    mesh: Mesh
-
-    def __call__(self, params: Any, state: Any, x: Any, y: Any, key: Any, **kwargs: Any):
-        x, y = constrain_batch((x, y), self.mesh)
-        return self.objective(params, state, x, y, key, **kwargs)
-
-
-@functools.lru_cache(maxsize=64)
-def _epoch_jit(treedef: Any, shardings: tuple[NamedSharding, ...], rep: NamedSharding):
-    from fnet.train.epoch import run_epoch
-
-    return jax.jit(
-        run_epoch,
-        static_argnames=("objective", "optimizer", "batch_size", "remainder"),
-        donate_argnums=(0,),
-        out_shardings=(jax.tree.unflatten(treedef, shardings), rep),
-    )
-
-
-def epoch_fn(mesh: Mesh, train_state: Any, *, min_size: int = MIN_SHARD_SIZE):
-    """``fnet.train.epoch.run_epoch`` with its outputs pinned to the input shardings.
-
-    The train state comes out with :func:`param_shardings` (as it went in) and the
-    metrics replicated, so every epoch reuses one compiled computation. Memoized per
-    mesh, state structure and shardings, so repeated ``fit`` calls reuse it too.
-    """
-    shardings, treedef = jax.tree.flatten(param_shardings(train_state, mesh, min_size=min_size))
-    return _epoch_jit(treedef, tuple(shardings), replicated(mesh))
-
-
-def train_step(
-    objective: Callable[..., Any],
-    optimizer: optax.GradientTransformation,
-    mesh: Mesh,
-    train_state: Any,
-    *,
-    min_size: int = MIN_SHARD_SIZE,
-    donate: bool = True,
-) -> Callable[..., Any]:
-    """A data-parallel train step ``step(train_state, x, y, key) -> (train_state, metrics)``.
-
-    For loops that feed one global batch per step (e.g. multi-host, :func:`global_batch`).
-    ``jax.jit`` of :func:`fnet.train.step.make_step` with ``in_shardings`` /
-    ``out_shardings``: the train state as :func:`param_shardings` of ``train_state``
-    (replicated on a 1-D mesh), ``x``/``y`` split over the data axis, metrics and the key
-    replicated. Place the initial state with :func:`place`.
-
-    Args:
-      objective, optimizer: as for ``fnet.train.train_step``.
-      mesh: the device mesh.
-      train_state: a ``fnet.train.TrainState`` (or its ``jax.eval_shape``) giving the
-        structure and shapes of the state.
-      min_size: see :func:`param_shardings`.
-      donate: donate the input state's buffers (use as ``ts, m = step(ts, ...)``).
-    """
-    from fnet.train.step import make_step
-
-    mesh = as_auto(mesh)
-    state_sh = param_shardings(train_state, mesh, min_size=min_size)
-    batch_sh, rep = batch_sharding(mesh), replicated(mesh)
-    return jax.jit(
-        make_step(objective, optimizer),
-        in_shardings=(state_sh, batch_sh, batch_sh, rep),
-        out_shardings=(state_sh, rep),
-        donate_argnums=(0,) if donate else (),
-    )
-
-
 # --------------------------------------------------------------------------- multi-host
 
 
@@ -432,46 +351,22 @@ def global_batch(local_batch: PyTree, mesh: Mesh) -> PyTree:
     return jax.tree.map(one, local_batch)
 
 
-# --------------------------------------------------------------------------- per-example
+# --------------------------------------------------------------------------- examples
 
 
-def per_example_stats(
-    loss_fn: Callable[..., Any], params: PyTree, x: Any, y: Any, mesh: Mesh, **kwargs: Any
-) -> Any:
-    """``fnet.per_example.stats`` with the examples split over the data axis of ``mesh``.
+def shard_examples(data: PyTree, replicated_trees: PyTree, mesh: Mesh) -> tuple[PyTree, PyTree]:
+    """Place a dataset for a computation over examples: ``(data, replicated_trees)``.
 
-    ``x``/``y`` (``(N, ...)``, ``N`` divisible by the data-axis size) are placed with
-    :func:`shard_batch` (already-global arrays are kept), params and ``state`` replicated;
-    the compiled computation follows those shardings. Same numbers as unsharded, to float
-    rounding. Keyword arguments as for ``stats``.
+    Every leaf of ``data`` (``(N, ...)``, ``N`` divisible by the data-axis size) is split
+    over the data axis (:func:`shard_batch`), unless all of them are already global arrays
+    spanning several processes (:func:`global_batch`), which are kept; every array leaf of
+    ``replicated_trees`` (params, state, keys; ``None`` leaves stay ``None``) is copied
+    to every device. ``fnet.per_example``'s ``mesh=`` option uses it.
+
+    Raises:
+      ValueError: ``N`` is not divisible by the data-axis size.
     """
-    from fnet import per_example
-
-    x, y, params, kwargs = _shard_per_example(x, y, params, mesh, kwargs)
-    return per_example.stats(loss_fn, params, x, y, **kwargs)
-
-
-def per_example_norms(
-    loss_fn: Callable[..., Any], params: PyTree, x: Any, y: Any, mesh: Mesh, **kwargs: Any
-) -> jax.Array:
-    """``fnet.per_example.norms`` with the examples split over the data axis of ``mesh``.
-
-    Returns ``(N,)`` norms (a global array). See :func:`per_example_stats`.
-    """
-    from fnet import per_example
-
-    x, y, params, kwargs = _shard_per_example(x, y, params, mesh, kwargs)
-    return per_example.norms(loss_fn, params, x, y, **kwargs)
-
-
-def _shard_per_example(x, y, params, mesh, kwargs):
-    if not all(
-        isinstance(a, jax.Array) and not a.is_fully_addressable for a in jax.tree.leaves((x, y))
-    ):
-        x, y = shard_batch((x, y), mesh)
-    params = replicate(params, mesh)
-    kwargs = dict(kwargs)
-    for name in ("state", "key", "hessian_key"):
-        if kwargs.get(name) is not None:
-            kwargs[name] = replicate(kwargs[name], mesh)
-    return x, y, params, kwargs
+    leaves = jax.tree.leaves(data)
+    if not all(isinstance(a, jax.Array) and not a.is_fully_addressable for a in leaves):
+        data = shard_batch(data, mesh)
+    return data, replicate(replicated_trees, mesh)

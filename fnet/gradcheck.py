@@ -64,6 +64,7 @@ from fnet.errors import ShapeError
 
 __all__ = [
     "DEFAULT_STEP_SCALE",
+    "MAX_RESOLUTION",
     "SLIDES_STEP_SCALE",
     "GradCheckReport",
     "LeafCheck",
@@ -77,6 +78,9 @@ DEFAULT_STEP_SCALE: float = _EPS64 ** (1.0 / 3.0)
 """``eps^(1/3) ~ 6.06e-6``: the error-minimising scale for centred differences."""
 SLIDES_STEP_SCALE: float = _EPS64**0.5
 """``sqrt(eps) ~ 1.49e-8``: the slides' literal step scale (dominated by rounding)."""
+MAX_RESOLUTION: float = 1e-2
+"""A check whose largest derivative could be off by more than this (relative) and still
+pass, because it lies below the floor, reports lost resolution instead of passing."""
 _ELEMS_PER_CHUNK = 2**21  # perturbed copies of x per vmap chunk: B * size(x) <= this
 _MAX_BATCH = 64  # larger chunks run slower on CPU (cache) and compile no faster
 
@@ -135,7 +139,14 @@ class GradCheckReport:
       max_rel_error: the largest relative error over all leaves.
       n_checked: the number of derivative entries compared (coordinates for a gradient,
         output x coordinate pairs for a Jacobian).
-      passed: ``max_rel_error <= rtol`` (False if any value is NaN).
+      passed: ``max_rel_error <= rtol`` (False if any value is NaN) AND ``resolved``.
+      resolution: the largest relative error in the LARGEST analytic derivative that
+        could still pass: ``rtol * floor_i / |a_i|`` if that derivative falls below its
+        floor (compared absolutely), else ``rtol``. ``0`` if every derivative is 0.
+      resolved: ``resolution <= MAX_RESOLUTION`` (1e-2). False when ``|f(x)|`` is so large
+        that the floor ``floor * |f(x)|`` hides the whole gradient, e.g.
+        ``f = 1e8 + g(x)``: the floor 1e5 is above every derivative of ``g``, a 5% error
+        in them would pass, and the report says "LOST RESOLUTION" instead of PASSED.
       rtol: the tolerance used.
       floor: the floor coefficient used (see :func:`check_grad`).
       step_scale: ``h_i = step_scale * max(|x_i|, 1)``.
@@ -150,6 +161,8 @@ class GradCheckReport:
     floor: float
     step_scale: float
     kind: str = "gradient"
+    resolution: float = 0.0
+    resolved: bool = True
 
     @property
     def errors(self) -> dict[str, float]:
@@ -183,7 +196,16 @@ class GradCheckReport:
         )
 
     def __str__(self) -> str:
-        verdict = "PASSED" if self.passed else f"FAILED ({', '.join(self.failed)})"
+        if self.failed:
+            verdict = f"FAILED ({', '.join(self.failed)})"
+        elif not self.resolved:
+            verdict = (
+                f"LOST RESOLUTION (the floor {self.floor:g} * |f(x)| exceeds the largest "
+                f"derivative: relative errors up to {self.resolution:.1e} in it would pass; "
+                "subtract the constant part of f, or pass a smaller floor)"
+            )
+        else:
+            verdict = "PASSED"
         return (
             f"{self.kind} check {verdict}: max relative error {self.max_rel_error:.2e} "
             f"(tolerance {self.rtol:.0e}) over {self.n_checked} entries, "
@@ -320,6 +342,16 @@ def _check_output(out: Any, fn: str) -> None:
             )
 
 
+def _resolution(analytic: np.ndarray, floors: np.ndarray, rtol: float) -> float:
+    """The relative error the check tolerates in its largest analytic derivative."""
+    mags = np.abs(analytic)
+    if mags.size == 0 or not np.any(mags > 0) or not np.all(np.isfinite(mags)):
+        return 0.0
+    o, c = np.unravel_index(int(np.argmax(mags)), mags.shape)
+    biggest, floor_i = float(mags[o, c]), float(floors[o, c])
+    return rtol if biggest >= floor_i else rtol * floor_i / biggest
+
+
 def _report(
     flat: _Flat,
     local: list[np.ndarray],
@@ -353,11 +385,15 @@ def _report(
         )
         worst_all = float("nan") if np.isnan(err) or np.isnan(worst_all) else max(worst_all, err)
         start = stop
+    resolution = _resolution(analytic, floors, rtol)
+    resolved = bool(resolution <= MAX_RESOLUTION)
     return GradCheckReport(
         leaves=leaves,
         max_rel_error=worst_all,
         n_checked=int(sum(c.n_checked for c in leaves.values())),
-        passed=bool(worst_all <= rtol),
+        passed=bool(worst_all <= rtol) and resolved,
+        resolution=resolution,
+        resolved=resolved,
         rtol=rtol,
         floor=floor,
         step_scale=step_scale,

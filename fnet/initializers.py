@@ -3,14 +3,19 @@
 Fans follow the layout fnet's layers use: a Dense weight is ``(fan_in, fan_out)``; a
 conv kernel is ``(H, W, C_in, C_out)`` with ``fan_in = H*W*C_in`` and
 ``fan_out = H*W*C_out``. The default for Dense and Conv2D is :func:`glorot_normal`,
-the slides' rule ``W ~ N(0, sigma = sqrt(2 / (fan_in + fan_out)))``.
+the slides' rule ``W ~ N(0, sigma = sqrt(2/(M+N)))`` for a weight of ``M`` inputs and
+``N`` outputs.
+
+The six fan-scaled initializers are ``jax.nn.initializers.variance_scaling`` (variance
+``scale / fan``) under fnet's names, with the untruncated normal the slides use (JAX's own
+``glorot_normal`` truncates at two standard deviations).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +40,11 @@ Initializer: TypeAlias = Callable[[jax.Array, Sequence[int], Any], jax.Array]
 
 
 def fans(shape: Sequence[int]) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a weight of ``shape``: ``(in, out)`` or ``(*window, in, out)``."""
+    """``(fan_in, fan_out)`` of a weight of ``shape``: ``(in, out)`` or ``(*window, in, out)``.
+
+    For rank >= 2 these are the fans ``jax.nn.initializers.variance_scaling`` uses (the
+    initializers below); rank 0 gives ``(1, 1)`` and rank 1 ``(n, n)``.
+    """
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:
@@ -44,48 +53,70 @@ def fans(shape: Sequence[int]) -> tuple[int, int]:
     return shape[-2] * receptive, shape[-1] * receptive
 
 
-def _normal_with_std(std_fn: Callable[[int, int], float]) -> Initializer:
-    def init(key, shape, dtype=jnp.float32):
-        fan_in, fan_out = fans(shape)
-        return std_fn(fan_in, fan_out) * jax.random.normal(key, tuple(shape), dtype)
+_SHAPES = """
 
+    Args:
+      key: a PRNG key. shape: ``(fan_in, fan_out)`` or ``(*window, in, out)``, rank >= 2.
+      dtype: a floating dtype (default float32).
+
+    Returns:
+      An array of ``shape`` and ``dtype``.
+
+    Raises:
+      ValueError: ``shape`` has rank < 2 (no fan-in and fan-out); from
+        ``jax.nn.initializers.variance_scaling``.
+    """
+
+
+def _variance_scaling(
+    scale: float,
+    mode: Literal["fan_in", "fan_avg"],
+    distribution: Literal["normal", "uniform"],
+    doc: str,
+) -> Initializer:
+    """``jax.nn.initializers.variance_scaling`` with fnet's (in, out) axes and a docstring."""
+    init = jax.nn.initializers.variance_scaling(scale, mode, distribution, dtype=jnp.float32)
+    init.__doc__ = doc + _SHAPES
     return init
 
 
-def _uniform_with_std(std_fn: Callable[[int, int], float]) -> Initializer:
-    # A uniform on [-a, a] has standard deviation a / sqrt(3).
-    def init(key, shape, dtype=jnp.float32):
-        fan_in, fan_out = fans(shape)
-        limit = math.sqrt(3.0) * std_fn(fan_in, fan_out)
-        return jax.random.uniform(key, tuple(shape), dtype, -limit, limit)
-
-    return init
-
-
-def _glorot_std(fan_in: int, fan_out: int) -> float:
-    return math.sqrt(2.0 / (fan_in + fan_out))
-
-
-def _he_std(fan_in: int, fan_out: int) -> float:
-    return math.sqrt(2.0 / fan_in)
-
-
-def _lecun_std(fan_in: int, fan_out: int) -> float:
-    return math.sqrt(1.0 / fan_in)
-
-
-glorot_normal: Initializer = _normal_with_std(_glorot_std)
-glorot_normal.__doc__ = "N(0, sigma^2) with sigma = sqrt(2/(fan_in+fan_out)) (the slides' rule)."
-glorot_uniform: Initializer = _uniform_with_std(_glorot_std)
-glorot_uniform.__doc__ = "Uniform with the Glorot standard deviation sqrt(2/(fan_in+fan_out))."
-he_normal: Initializer = _normal_with_std(_he_std)
-he_normal.__doc__ = "N(0, sigma^2) with sigma = sqrt(2/fan_in), for ReLU nets."
-he_uniform: Initializer = _uniform_with_std(_he_std)
-he_uniform.__doc__ = "Uniform with the He standard deviation sqrt(2/fan_in)."
-lecun_normal: Initializer = _normal_with_std(_lecun_std)
-lecun_normal.__doc__ = "N(0, sigma^2) with sigma = sqrt(1/fan_in)."
-lecun_uniform: Initializer = _uniform_with_std(_lecun_std)
-lecun_uniform.__doc__ = "Uniform with the LeCun standard deviation sqrt(1/fan_in)."
+# (scale, mode): variance = scale / fan, fan = fan_in, or (fan_in + fan_out) / 2 for "fan_avg".
+glorot_normal: Initializer = _variance_scaling(
+    1.0,
+    "fan_avg",
+    "normal",
+    "``W ~ N(0, sigma^2)``, ``sigma = sqrt(2 / (fan_in + fan_out))``: the slides' rule "
+    "(Glorot & Bengio 2010), not truncated.",
+)
+glorot_uniform: Initializer = _variance_scaling(
+    1.0,
+    "fan_avg",
+    "uniform",
+    "``W ~ U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``: the Glorot standard deviation "
+    "``sqrt(2 / (fan_in + fan_out))`` (a uniform on [-a, a] has std ``a / sqrt(3)``).",
+)
+he_normal: Initializer = _variance_scaling(
+    2.0,
+    "fan_in",
+    "normal",
+    "``W ~ N(0, sigma^2)``, ``sigma = sqrt(2 / fan_in)``, for ReLU nets (He et al. 2015).",
+)
+he_uniform: Initializer = _variance_scaling(
+    2.0,
+    "fan_in",
+    "uniform",
+    "``W ~ U(-a, a)``, ``a = sqrt(6 / fan_in)``: the He standard deviation ``sqrt(2 / fan_in)``.",
+)
+lecun_normal: Initializer = _variance_scaling(
+    1.0, "fan_in", "normal", "``W ~ N(0, sigma^2)``, ``sigma = sqrt(1 / fan_in)`` (LeCun 1998)."
+)
+lecun_uniform: Initializer = _variance_scaling(
+    1.0,
+    "fan_in",
+    "uniform",
+    "``W ~ U(-a, a)``, ``a = sqrt(3 / fan_in)``: the LeCun standard deviation "
+    "``sqrt(1 / fan_in)``.",
+)
 
 
 def normal(stddev: float = 1e-2) -> Initializer:

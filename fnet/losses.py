@@ -12,18 +12,27 @@ Conventions (the same for every loss here):
   gradients); ``jax.vmap(loss_per_example)(x, y) == loss(x, y, reduction="none")``.
 * The result has the floating dtype of the scores/predictions: float32 in, float32 out,
   also when ``jax_enable_x64`` is on (labels and targets are cast to that dtype).
+  Scores of a narrower float (``bfloat16``/``float16``, from a mixed-precision model)
+  are cast to float32 first, so the loss is computed and returned in float32.
+* Infinite scores: ``-inf`` is a legal score (a masked class); every classification
+  loss here gives the right finite value and finite gradients as long as the label's
+  class is not masked (then the loss is ``+inf``). ``+inf`` and NaN scores are not
+  legal.
 * Static properties (rank, batch size, dtype) are checked eagerly in Python, so the
   checks also run (once, at trace time) under ``jax.jit``. They raise
   :class:`fnet.errors.ShapeError`, :class:`fnet.errors.LabelError` or ``TypeError``.
   Label VALUES cannot be checked inside a compiled function; see below.
 
-Out-of-range integer labels. Class ids are turned into one-hot rows by comparing with
-``0..C-1``, so an id outside ``[0, C)`` (negative ones included, nothing wraps around)
-becomes an all-zero row. For :func:`softmax_cross_entropy` and :func:`multiclass_hinge`
-such an example then has loss exactly ``0`` and gradient exactly ``0``: it is silently
-ignored, while ``reduction="mean"`` still divides by the full ``N``. No NaN, no error.
-Check your labels once, eagerly, with :func:`fnet.validation.check_labels` before
-training.
+Out-of-range integer labels. Called eagerly on concrete labels (NumPy arrays or
+concrete ``jax.Array`` s), every loss here checks the label VALUES on the host and raises
+:class:`fnet.errors.LabelError` for a class id outside ``[0, C)`` (or a binary label
+other than ``-1``/``+1``). Under ``jax.jit``/``vmap``/``grad`` the labels are tracers
+whose values are unknown, and the documented in-jit behaviour applies: an id outside
+``[0, C)`` (negative ones included, nothing wraps around) gives that example loss
+exactly ``0`` and gradient exactly ``0`` for :func:`softmax_cross_entropy` and
+:func:`multiclass_hinge`: it is silently ignored, while ``reduction="mean"`` still
+divides by the full ``N``. No NaN, no error. ``fit`` and ``evaluate`` check concrete
+labels once on the host (:func:`fnet.validation.check_labels_for_output`).
 """
 
 from __future__ import annotations
@@ -33,8 +42,10 @@ from typing import Literal, TypeAlias
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from fnet.errors import LabelError, ShapeError
+from fnet.validation import check_label_values, is_concrete
 
 __all__ = [
     "Reduction",
@@ -56,14 +67,18 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 def _float_array(x, fn: str, name: str) -> jax.Array:
-    """``x`` as a JAX array with a floating dtype, else ``TypeError``."""
+    """``x`` as a JAX array with a floating dtype of at least 32 bits, else ``TypeError``.
+
+    ``bfloat16``/``float16`` scores (mixed precision) are cast to float32: the loss is
+    computed in float32.
+    """
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(
             f"{fn}: {name} must have a floating dtype, got {x.dtype}. "
             f"Cast with {name}.astype(jnp.float32)."
         )
-    return x
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def _check_rank(x: jax.Array, rank: int, fn: str, name: str, expected: str) -> None:
@@ -72,11 +87,12 @@ def _check_rank(x: jax.Array, rank: int, fn: str, name: str, expected: str) -> N
 
 
 def _class_labels(labels, scores: jax.Array, fn: str, *, batched: bool) -> jax.Array:
-    """Check class labels against ``scores`` and return them as one-hot/probability rows.
+    """Check class labels against ``scores``; return integer ids or probability rows.
 
     ``scores`` has shape ``(N, C)`` (batched) or ``(C,)``. Labels are integer ids of shape
-    ``(N,)`` / ``()`` or floating one-hot/probabilities of the same shape as ``scores``.
-    The result has the shape and dtype of ``scores``.
+    ``(N,)`` / ``()`` (returned as int32, after a host-side range check when concrete) or
+    floating one-hot/probabilities of the same shape as ``scores`` (returned in the
+    scores' dtype).
     """
     labels = jnp.asarray(labels)
     c = scores.shape[-1]
@@ -97,7 +113,9 @@ def _class_labels(labels, scores: jax.Array, fn: str, *, batched: bool) -> jax.A
                 f"{fn}: integer class ids must have shape {ids_text} = {ids_shape} for "
                 f"scores of shape {scores.shape}, got shape {labels.shape}.{hint}"
             )
-        return jax.nn.one_hot(labels, c, dtype=scores.dtype)
+        if is_concrete(labels):
+            check_label_values(labels, c, where=fn)
+        return labels.astype(jnp.int32)
     if jnp.issubdtype(labels.dtype, jnp.floating):
         if labels.shape != scores.shape:
             hint = ""
@@ -151,9 +169,30 @@ def _classification_inputs(scores, labels, fn: str, name: str, *, batched: bool)
 # --------------------------------------------------------------------------- losses
 
 
+def _pick(scores: jax.Array, ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(scores[..., id], valid)``: the label's score (0 where the id is out of range)."""
+    c = scores.shape[-1]
+    valid = (ids >= 0) & (ids < c)
+    safe = jnp.where(valid, ids, 0)
+    picked = jnp.take_along_axis(scores, safe[..., None], axis=-1)[..., 0]
+    return jnp.where(valid, picked, jnp.zeros((), scores.dtype)), valid
+
+
 def _softmax_ce(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    # log_softmax subtracts the (stop-gradient) max before exp: finite for |logits| ~ 1e4+.
-    return -jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+    if jnp.issubdtype(targets.dtype, jnp.integer):
+        # Gather form, no one-hot matrix: L = logsumexp(s) - s_y, both taken of the
+        # logits shifted by their (stop-gradient) row max, so the difference is exact for
+        # logits of magnitude 1e4+; -inf entries get weight exactly 0.
+        peak = lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+        shifted = logits - jnp.where(jnp.isfinite(peak), peak, jnp.zeros((), logits.dtype))
+        picked, valid = _pick(shifted, targets)
+        lse = jax.nn.logsumexp(shifted, axis=-1)
+        return jnp.where(valid, lse - picked, jnp.zeros((), logits.dtype))
+    # Terms with target 0 are 0 even where log_softmax is -inf (a masked class): a plain
+    # product would give 0 * -inf = NaN.
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    terms = jnp.where(targets != 0, targets * log_p, jnp.zeros((), logits.dtype))
+    return -jnp.sum(terms, axis=-1)
 
 
 def softmax_cross_entropy(logits, labels, *, reduction: Reduction = "mean") -> jax.Array:
@@ -171,14 +210,20 @@ def softmax_cross_entropy(logits, labels, *, reduction: Reduction = "mean") -> j
     Returns:
       A scalar (or ``(N,)`` for ``"none"``) of ``logits.dtype``.
 
-    An out-of-range class id (not in ``[0, C)``) gives an all-zero one-hot row, so that
-    example's loss and gradient are exactly ``0`` (the mean still counts it in ``N``).
-    Check labels eagerly with :func:`fnet.validation.check_labels`.
+    Integer ids use the gather form ``logsumexp(s_i) - s_{i,y_i}`` (no one-hot matrix);
+    probability rows skip the terms whose target is 0, so a ``-inf`` logit (a masked
+    class) is legal in both forms: ``[[-inf, 1, 2]]`` with label 2 gives
+    ``log(e + e^2) - 2 = 0.3132617``.
+
+    Label values: concrete out-of-range ids raise ``LabelError``. Under ``jit`` (traced
+    labels) an id outside ``[0, C)`` gives that example loss and gradient exactly ``0``
+    (the mean still counts it in ``N``).
 
     Raises:
       TypeError: ``logits`` not floating.
       ShapeError: ``logits`` not rank 2, or batch sizes differ.
-      LabelError: labels of the wrong shape or dtype for either form.
+      LabelError: labels of the wrong shape or dtype for either form, or concrete ids
+        outside ``[0, C)``.
     """
     fn = "softmax_cross_entropy"
     logits, targets = _classification_inputs(logits, labels, fn, "logits", batched=True)
@@ -200,14 +245,23 @@ def softmax_cross_entropy_per_example(logits, label) -> jax.Array:
     return _softmax_ce(logits, targets)
 
 
-def _hinge(scores: jax.Array, onehot: jax.Array, margin) -> jax.Array:
-    correct = jnp.sum(onehot * scores, axis=-1, keepdims=True)
-    margins = jnp.maximum(0, scores - correct + jnp.asarray(margin, scores.dtype))
-    # The j = y_i term (max(0, Delta) = Delta) is excluded by the mask. ``valid`` is 1 for
-    # an in-range id and 0 for an out-of-range one (all-zero one-hot row), whose loss
-    # would otherwise be an arbitrary sum over all classes.
-    valid = jnp.sum(onehot, axis=-1)
-    return valid * jnp.sum((1 - onehot) * margins, axis=-1)
+def _hinge(scores: jax.Array, labels: jax.Array, margin) -> jax.Array:
+    zero = jnp.zeros((), scores.dtype)
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        correct, valid = _pick(scores, labels)
+        classes = jnp.arange(scores.shape[-1]).reshape((1,) * labels.ndim + scores.shape[-1:])
+        is_label = classes == labels[..., None]
+        weight = valid.astype(scores.dtype)
+    else:
+        # One-hot rows; written with ``where`` so a -inf score times 0 is never formed.
+        correct = jnp.sum(jnp.where(labels != 0, labels * scores, zero), axis=-1)
+        is_label = labels != 0
+        weight = jnp.sum(labels, axis=-1)
+    margins = jnp.maximum(zero, scores - correct[..., None] + jnp.asarray(margin, scores.dtype))
+    # The j = y_i term (max(0, Delta) = Delta) is excluded. ``weight`` is 1 for an
+    # in-range id and 0 for an out-of-range one (under jit), whose loss would otherwise be
+    # an arbitrary sum over all classes.
+    return weight * jnp.sum(jnp.where(is_label, zero, margins), axis=-1)
 
 
 def _check_margin(margin, fn: str) -> None:
@@ -235,18 +289,19 @@ def multiclass_hinge(
     Returns:
       A scalar (or ``(N,)`` for ``"none"``) of ``scores.dtype``.
 
-    An out-of-range class id gives that example loss and gradient exactly ``0``.
-    Check labels eagerly with :func:`fnet.validation.check_labels`.
+    ``-inf`` scores of classes other than the label's are legal (they add 0).
+    Concrete out-of-range ids raise ``LabelError``; under ``jit`` an out-of-range id gives
+    that example loss and gradient exactly ``0``.
 
     Raises:
       TypeError: ``scores`` not floating, or ``margin`` not a scalar.
       ShapeError: ``scores`` not rank 2, or batch sizes differ.
-      LabelError: labels of the wrong shape or dtype.
+      LabelError: labels of the wrong shape or dtype, or concrete ids outside ``[0, C)``.
     """
     fn = "multiclass_hinge"
     _check_margin(margin, fn)
-    scores, onehot = _classification_inputs(scores, labels, fn, "scores", batched=True)
-    return _reduce(_hinge(scores, onehot, margin), reduction, fn)
+    scores, targets = _classification_inputs(scores, labels, fn, "scores", batched=True)
+    return _reduce(_hinge(scores, targets, margin), reduction, fn)
 
 
 def multiclass_hinge_per_example(scores, label, margin: float = 1.0) -> jax.Array:
@@ -262,8 +317,8 @@ def multiclass_hinge_per_example(scores, label, margin: float = 1.0) -> jax.Arra
     """
     fn = "multiclass_hinge_per_example"
     _check_margin(margin, fn)
-    scores, onehot = _classification_inputs(scores, label, fn, "scores", batched=False)
-    return _hinge(scores, onehot, margin)
+    scores, target = _classification_inputs(scores, label, fn, "scores", batched=False)
+    return _hinge(scores, target, margin)
 
 
 def _binary_inputs(scores, labels, fn: str, *, batched: bool):
@@ -294,6 +349,15 @@ def _binary_inputs(scores, labels, fn: str, *, batched: bool):
         raise LabelError(
             f"{fn}: labels must be -1/+1 (integer or float), got dtype {labels.dtype}."
         )
+    if is_concrete(labels):
+        values = np.asarray(labels)
+        bad = np.argwhere((values != 1) & (values != -1))
+        if bad.size:
+            first = values[tuple(bad[0])] if values.ndim else values
+            raise LabelError(
+                f"{fn}: labels must be -1 or +1, got {len(bad)} other value(s), the first "
+                f"{first!r}. For 0/1 labels pass 2 * labels - 1."
+            )
     return scores, labels.astype(scores.dtype)
 
 
@@ -313,8 +377,9 @@ def binary_logistic(scores, labels, *, reduction: Reduction = "mean") -> jax.Arr
     Args:
       scores: ``(N,)`` floating scores ``s_i`` (predict ``sign(s_i)``).
       labels: ``(N,)`` labels ``-1`` or ``+1``, integer or floating (cast to
-        ``scores.dtype``). Values are not checked: another value ``y`` is used as is
-        (e.g. ``0`` gives ``log 2``).
+        ``scores.dtype``). Concrete labels are checked on the host (another value raises
+        ``LabelError``); under ``jit`` another value ``y`` is used as is (e.g. ``0`` gives
+        ``log 2``).
       reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per-example ``(N,)``).
 
     Returns:

@@ -1,10 +1,11 @@
 """Classification metrics: pure, jittable, on ``(N, C)`` scores and integer class ids.
 
 The prediction is ``argmax`` over classes, so logits, scores and probabilities give the
-same results (ties go to the lowest class index). An out-of-range label (not in
-``[0, C)``) never equals a prediction: it counts as an error, and
-:func:`confusion_matrix` drops it. Check labels eagerly with
-:func:`fnet.validation.check_labels`.
+same results (ties go to the lowest class index). Concrete labels (NumPy, or a
+concrete ``jax.Array``) are checked on the host: an id outside ``[0, C)`` raises
+:class:`fnet.errors.LabelError`. Under ``jax.jit`` (traced labels) an out-of-range
+label never equals a prediction: it counts as an error, and :func:`confusion_matrix`
+drops it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from fnet.errors import LabelError, ShapeError
+from fnet.validation import check_label_values, is_concrete
 
 __all__ = ["accuracy", "confusion_matrix", "correct", "error_count"]
 
@@ -33,6 +35,8 @@ def _inputs(scores, labels, fn: str) -> tuple[jax.Array, jax.Array]:
             f"{fn}: labels must have shape (N,) = {scores.shape[:1]} for scores of shape "
             f"{scores.shape}, got {labels.shape}."
         )
+    if is_concrete(labels):
+        check_label_values(labels, scores.shape[1], where=fn)
     return scores, labels
 
 

@@ -1,4 +1,9 @@
-"""Small pytree utilities used across fnet."""
+"""Small pytree utilities used across fnet.
+
+Use the libraries for the rest: ``optax.tree_utils`` (``tree_norm``, ``tree_vdot``,
+``tree_add``...) for tree arithmetic and ``jax.tree_util.keystr(path, simple=True,
+separator="/")`` for a readable ``"dense_0/w"`` form of a key path.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-__all__ = ["cast_floating", "path_str"]
+__all__ = ["cast_floating"]
 
 
 def cast_floating(tree: Any, dtype: Any) -> Any:
     """Cast every floating-point leaf of ``tree`` to ``dtype``; other leaves unchanged.
 
-    E.g. ``cast_floating(params, jnp.float64)`` for a float64 gradient check.
+    E.g. ``cast_floating(params, jnp.float64)`` for a float64 gradient check. Unlike
+    ``optax.tree_utils.tree_cast``, integer, bool and PRNG-key leaves keep their dtype.
     """
 
     def cast(leaf):
@@ -21,16 +27,3 @@ def cast_floating(tree: Any, dtype: Any) -> Any:
         return leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
 
     return jax.tree.map(cast, tree)
-
-
-def path_str(path: tuple) -> str:
-    """A readable ``"dense_0/w"`` form of a ``jax.tree_util`` key path."""
-    parts = []
-    for entry in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(entry, attr):
-                parts.append(str(getattr(entry, attr)))
-                break
-        else:
-            parts.append(str(entry))
-    return "/".join(parts)

@@ -8,11 +8,12 @@ float32, and the conformance tests check that.
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import jax
 import pytest
+
+from fnet.datasets import cache, find_dataset_dir
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_enable_x64", True)
@@ -20,27 +21,29 @@ jax.config.update("jax_enable_x64", True)
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _shared_mnist_dir() -> pathlib.Path | None:
-    """The directory with the real MNIST files, if present: $FNET_DATA_DIR/mnist,
-    $FNET_DATA_DIR, or ../shared/data/mnist beside the repository."""
-    candidates = []
-    env = os.environ.get("FNET_DATA_DIR")
-    if env:
-        candidates += [pathlib.Path(env) / "mnist", pathlib.Path(env)]
-    candidates.append(REPO_ROOT.parent / "shared" / "data" / "mnist")
-    for c in candidates:
-        if (c / "t10k-images-idx3-ubyte.gz").is_file():
-            return c
-    return None
+#: The project machines' data folder beside the repository (``../shared/data``).
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> pathlib.Path:
-    """Path to a directory with the real MNIST files; skips the test when absent."""
-    d = _shared_mnist_dir()
+    """A folder with the official MNIST test files, found by fnet's own search rule
+    (``fnet.datasets.find_dataset_dir``) with ``../shared/data`` as the data_dir;
+    skips the test when absent."""
+    d = find_dataset_dir("mnist", ["t10k-images-idx3-ubyte.gz"], SHARED_DATA)
     if d is None:
         pytest.skip("real MNIST files not found (set FNET_DATA_DIR or place ../shared/data/mnist)")
     return d
+
+
+@pytest.fixture
+def isolated_data_roots(tmp_path_factory, monkeypatch) -> None:
+    """Make the loaders see no data but what a test passes as data_dir: FNET_DATA_DIR
+    unset, the per-user cache and the system location pointed at empty folders."""
+    empty = tmp_path_factory.mktemp("no-data")
+    monkeypatch.delenv("FNET_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(empty / "cache"))
+    monkeypatch.setattr(cache, "SYSTEM_DATA_DIR", empty / "system")
 
 
 @pytest.fixture(params=[False, True], ids=["eager", "jit"])

@@ -1,8 +1,10 @@
 """The registry of every public layer, combinator and ready model, with a valid input.
 
 The conformance tests (``test_layer_conformance.py``) run every entry through the same
-checks, and a meta-test fails when a public layer of ``fnet.layers`` is missing here, so
-a new layer cannot skip them (the idea of Haiku's ``jax_transforms_test``).
+checks, and meta-tests fail when a public layer of ``fnet.layers``, a combinator of
+``fnet.combinators`` or a ready model of ``fnet.models`` is missing here (entries named
+``"<name>"``, ``"<name>_<variant>"`` or ``"models.<name>..."``), so nothing public can skip
+them (the idea of Haiku's ``jax_transforms_test``).
 """
 
 from __future__ import annotations
@@ -53,11 +55,22 @@ REGISTRY: dict[str, Case] = {
         ),
         (3, 4),
     ),
+    "parallel_tuple": Case(lambda: fnet.parallel(fnet.Dense(2), fnet.Tanh(), combine=None), (3, 4)),
+    "parallel_stateful": Case(
+        lambda: fnet.parallel(
+            fnet.Dense(3), fnet.serial(fnet.Dense(3), fnet.BatchNorm()), combine="sum"
+        ),
+        (5, 4),
+    ),
     "residual": Case(lambda: fnet.residual(fnet.Dense(4), fnet.Tanh()), (3, 4)),
+    "residual_stateful": Case(lambda: fnet.residual(fnet.Dense(4), fnet.BatchNorm()), (5, 4)),
     "models.linear": Case(lambda: models.linear(3), (4, 2, 3)),
     "models.mlp": Case(lambda: models.mlp([6, 5], 3, "tanh"), (4, 7)),
     "models.mlp_maxout": Case(lambda: models.mlp([4], 3, "maxout"), (4, 5), smooth=False),
     "models.convnet": Case(
         lambda: models.convnet(3, channels=(2, 3), hidden=4), (2, 8, 8, 1), smooth=False
+    ),
+    "models.convnet_dropout": Case(
+        lambda: models.convnet(3, channels=(2,), hidden=4, dropout=0.2), (2, 6, 6, 1), smooth=False
     ),
 }

@@ -3,7 +3,7 @@
 ``python tests/parallel_multihost.py PROCESS_ID NUM_PROCESSES PORT OUT_DIR``: every process
 gets 2 forced CPU devices, joins the job with ``fnet.distributed.initialize`` (a
 coordinator on localhost), loads only its own rows (``host_shard``), assembles global
-batches (``global_batch``), trains with ``distributed.train_step`` and with
+batches (``global_batch``), trains with ``train_step(..., mesh=)`` and with
 ``fit(mesh=..., checkpoint_dir=...)``, and compares with the same training on its own
 first device alone. Process 0 writes ``OUT_DIR/result.json``.
 """
@@ -33,7 +33,7 @@ import optax  # noqa: E402
 import fnet  # noqa: E402
 from fnet import checkpoint, distributed  # noqa: E402
 from fnet.losses import softmax_cross_entropy  # noqa: E402
-from fnet.train import TrainState, fit, supervised  # noqa: E402
+from fnet.train import TrainState, fit, supervised, train_step  # noqa: E402
 from fnet.train.step import make_step  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def main() -> None:
 
     # 1. A loop of global batches: each process loads its half of every batch.
     ts = distributed.place(TrainState.create(params, opt), mesh)
-    step = distributed.train_step(obj, opt, mesh, ts)
+    step = train_step(obj, opt, mesh=mesh, donate=True)
     ref_ts, plain = TrainState.create(params, opt), jax.jit(make_step(obj, opt))
     for i in range(2):
         xb, yb = x[16 * i : 16 * i + 16], y[16 * i : 16 * i + 16]

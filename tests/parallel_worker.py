@@ -32,7 +32,7 @@ import optax  # noqa: E402
 import fnet  # noqa: E402
 from fnet import distributed, per_example  # noqa: E402
 from fnet.losses import softmax_cross_entropy  # noqa: E402
-from fnet.train import TrainState, fit, supervised  # noqa: E402
+from fnet.train import TrainState, fit, supervised, train_step  # noqa: E402
 from fnet.train.step import make_step  # noqa: E402
 
 COUNTS = (1, 2, 4, 8)
@@ -154,7 +154,7 @@ def check_dropout_and_tail(out: dict) -> None:
 
 
 def check_train_step_and_global_batch(out: dict) -> None:
-    """distributed.train_step on global batches == the plain step on the same batches."""
+    """train_step(mesh=) on global batches == the plain step on the same batches."""
     model = fnet.models.mlp([16], 3)
     _, params = model.init(jax.random.key(0), (-1, 4))
     obj = supervised(model, softmax_cross_entropy)
@@ -163,7 +163,7 @@ def check_train_step_and_global_batch(out: dict) -> None:
     mesh = distributed.data_mesh(8)
     ts_ref = TrainState.create(params, opt)
     ts = distributed.place(TrainState.create(params, opt), mesh)
-    step = distributed.train_step(obj, opt, mesh, ts)
+    step = train_step(obj, opt, mesh=mesh, donate=True)
     plain = jax.jit(make_step(obj, opt))
     for i in range(3):
         key = jax.random.key(i)
@@ -198,8 +198,8 @@ def check_per_example(out: dict) -> None:
     kw = dict(method="dense", chunk_size=16, hessian_examples=8, hessian_batch=16)
     kw["hessian_key"] = jax.random.key(5)
     ref = per_example.stats(loss, params, x, y, **kw)
-    got = distributed.per_example_stats(loss, params, x, y, mesh, **kw)
-    norms = distributed.per_example_norms(loss, params, x, y, mesh, method="vmap", chunk_size=16)
+    got = per_example.stats(loss, params, x, y, mesh=mesh, **kw)
+    norms = per_example.norms(loss, params, x, y, mesh=mesh, method="vmap", chunk_size=16)
     out["per_example"] = {
         "stats_rel": max(_max_rel(getattr(got, f), getattr(ref, f)) for f in fields),
         "b_noise_rel": _max_rel(got.b_noise, ref.b_noise),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import zlib
 
 import chex
 import jax
@@ -52,9 +52,14 @@ def test_inserting_a_layer_leaves_other_initial_values_bit_identical(inserted):
 
 
 def test_layer_keys_depend_on_names_not_positions():
-    assert not np.array_equal(
-        jax.random.key_data(fnet.layer_key(KEY, "dense_0")),
-        jax.random.key_data(fnet.layer_key(KEY, "dense_1")),
+    # The same name at another position gets the same initial values, and the derivation
+    # fold_in(parent, crc32(name)) is pinned: saved seeds reproduce across versions.
+    _, first = fnet.serial(("a", fnet.Dense(3)), ("b", fnet.Dense(3))).init(KEY, (-1, 3))
+    _, swapped = fnet.serial(("b", fnet.Dense(3)), ("a", fnet.Dense(3))).init(KEY, (-1, 3))
+    chex.assert_trees_all_equal(first, swapped)
+    chex.assert_trees_all_equal(
+        jax.random.key_data(fnet.layer_key(KEY, "a")),
+        jax.random.key_data(jax.random.fold_in(KEY, zlib.crc32(b"a") & 0x7FFFFFFF)),
     )
 
 
@@ -174,15 +179,12 @@ def test_parameter_counts_of_the_slides_architectures(sizes, weights, biases):
     n_weights = sum(p["w"].size for p in params.values())
     assert n_weights == weights
     assert fnet.param_count(params) == weights + biases
-    neurons = sum(sizes[1:])
-    assert neurons == biases  # one bias per neuron
+    assert sum(p["b"].size for p in params.values()) == biases  # one bias per neuron
 
 
 def test_summary_of_a_huge_model_allocates_nothing():
     huge = fnet.serial(fnet.Dense(100_000), fnet.Relu(), fnet.Dense(100_000))  # 10^10 params
-    start = time.perf_counter()
-    table = fnet.summary(huge, (-1, 100_000))
-    assert time.perf_counter() - start < 30
+    table = fnet.summary(huge, (-1, 100_000))  # 40 GB of float32 if it allocated
     assert table.total_params == 100_000 * 100_000 * 2 + 200_000
     assert [r.name for r in table.rows] == ["dense_0", "relu_0", "dense_1"]
     assert "dense_1" in str(table)

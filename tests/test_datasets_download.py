@@ -12,8 +12,16 @@ import threading
 
 import pytest
 
-from fnet.datasets import FileSpec, download_file, mnist, resolve_data_dir, verify_file
-from fnet.datasets.cache import candidate_dirs
+from fnet.datasets import (
+    FileSpec,
+    cache,
+    candidate_dirs,
+    download_file,
+    find_dataset_dir,
+    mnist,
+    resolve_data_dir,
+    verify_file,
+)
 from fnet.datasets.mnist import MNIST_FILES
 from fnet.errors import DataError, DownloadError
 
@@ -25,6 +33,8 @@ SPEC = FileSpec(
     hashlib.md5(GOOD).hexdigest(),
 )
 UNREACHABLE = "http://127.0.0.1:1/"  # nothing listens on port 1
+
+pytestmark = pytest.mark.usefixtures("isolated_data_roots")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -148,7 +158,8 @@ def test_cached_file_with_wrong_checksum_raises_data_error_and_is_left_alone(tmp
     with pytest.raises(DataError) as e:
         mnist("test", data_dir=tmp_path, download=True, mirrors=[UNREACHABLE])
     msg = str(e.value)
-    assert str(bad) in msg and "SHA-256" in msg and "Delete it" in msg
+    assert str(bad) in msg and "not the official t10k-labels-idx1-ubyte.gz" in msg
+    assert "Delete it" in msg
     assert "load_mnist_format" in msg  # how to load files that are not the official ones
     assert bad.read_bytes() == b"\x00" * spec.size
 
@@ -194,9 +205,28 @@ def test_env_var_folder_is_used_by_the_loaders(tmp_path, monkeypatch, mnist_dir)
     assert ds.info["files"][0] == str(tmp_path / "t10k-images-idx3-ubyte.gz")
 
 
-def test_fashion_mnist_files_are_only_looked_for_in_their_own_folder(tmp_path):
-    assert candidate_dirs("fashion_mnist", tmp_path) == [tmp_path / "fashion_mnist"]
-    assert candidate_dirs("mnist", tmp_path) == [tmp_path / "mnist", tmp_path]
+def test_search_order_is_argument_env_user_cache_system_each_with_and_without_subfolder(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("FNET_DATA_DIR", str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(cache, "SYSTEM_DATA_DIR", tmp_path / "sys")
+    roots = [tmp_path / "arg", tmp_path / "env", tmp_path / "xdg" / "fnet", tmp_path / "sys"]
+    assert candidate_dirs("mnist", tmp_path / "arg") == [d for r in roots for d in (r / "mnist", r)]
+    assert candidate_dirs("fashion_mnist", tmp_path / "arg") == [
+        d for r in roots for d in (r / "fashion_mnist", r / "fashion-mnist", r)
+    ]
+    assert candidate_dirs("mnist")[0] == tmp_path / "env" / "mnist"
+
+
+def test_find_dataset_dir_returns_the_first_folder_holding_every_named_file(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "a").write_text("")
+    (tmp_path / "a").write_text("")
+    (tmp_path / "b").write_text("")
+    assert find_dataset_dir("mnist", ["a"], tmp_path) == tmp_path / "mnist"
+    assert find_dataset_dir("mnist", ["a", "b"], tmp_path) == tmp_path
+    assert find_dataset_dir("mnist", ["c"], tmp_path) is None
 
 
 def test_unwritable_data_folder_gives_download_error_that_says_what_to_set(tmp_path):

@@ -12,7 +12,7 @@ from fnet.datasets.download import file_digests
 from fnet.datasets.mnist import MNIST_FILES, MNIST_SUBSET_FILES
 from fnet.errors import DownloadError
 
-pytestmark = pytest.mark.data
+pytestmark = [pytest.mark.data, pytest.mark.usefixtures("isolated_data_roots")]
 
 TEST_HISTOGRAM = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

@@ -70,3 +70,69 @@ def test_quick_run_writes_sane_metrics_and_figures(tmp_path):
     for fig in record["figures"]:
         assert (tmp_path / fig).stat().st_size > 1000
     assert len(record["figures"]) == 7
+
+
+def test_trainer_is_heavy_ball_momentum_for_every_stacked_learning_rate():
+    # The experiment trains with fnet.train.train_step and optax.sgd (hyperparameters
+    # injected): for each learning rate the same as v = mu v + g; p = p - lr v.
+    import chex
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from experiments import descent_regimes as dr
+    from fnet import models
+    from fnet.losses import softmax_cross_entropy
+    from fnet.train import supervised
+
+    model = models.mlp([5], 3, "tanh")
+    _, params0 = model.init(jax.random.key(0), (-1, 4))
+    x = np.random.default_rng(0).standard_normal((12, 4)).astype(np.float32)
+    y = np.arange(12, dtype=np.int32) % 3
+    objective = supervised(model, softmax_cross_entropy)
+    lrs, mu, batch = [0.1, 0.5], 0.9, 4  # 3 batches an epoch, 5 steps: crosses an epoch
+    runner = dr.Runner(objective, jnp.asarray(x), jnp.asarray(y), jax.random.key(1))
+    states = runner.train(dr.init_states(params0, lrs, mu), batch, 0, 5, shuffle=False)
+
+    grad = jax.jit(jax.grad(lambda p, xb, yb: softmax_cross_entropy(model.apply(p, xb), yb)))
+    for i, lr in enumerate(lrs):
+        p, v = params0, jax.tree.map(jnp.zeros_like, params0)
+        for s in range(5):
+            j = (s % 3) * batch
+            g = grad(p, x[j : j + batch], y[j : j + batch])
+            v = jax.tree.map(lambda v, g: mu * v + g, v, g)
+            p = jax.tree.map(lambda p, v, lr=lr: p - lr * v, p, v)
+        got = jax.tree.map(lambda a, i=i: a[i], states.params)
+        chex.assert_trees_all_close(got, p, rtol=1e-5, atol=1e-6)
+
+
+def test_side_by_side_panels_keep_each_y_label_clear_of_the_left_neighbour(monkeypatch):
+    # issue 13: regimes_loss's right-hand y-labels overlapped the left panels' ticks.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from experiments import descent_regimes as dr
+
+    panels = [
+        dr.Panel([([1, 10, 100], [3.0, 1.0, 0.3], "-", "a")], "x", "training loss", yscale="log")
+        for _ in range(3)
+    ]
+    saved = {}
+
+    def keep(fig, out, name):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        axes = fig.axes
+        saved["gaps"] = [
+            axes[k].yaxis.label.get_window_extent(renderer).x0
+            - axes[k - 1].get_tightbbox(renderer).x1
+            for k in (1, 2)
+        ]
+        plt.close(fig)
+        return name
+
+    monkeypatch.setattr(dr.common, "save_figure", keep)
+    dr.save_panels("unused", "three.png", panels, "title")
+    assert all(gap > 0 for gap in saved["gaps"]), saved["gaps"]

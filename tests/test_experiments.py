@@ -301,14 +301,33 @@ def _seeds_section6_claims() -> list[str]:
     return [ln.split("|")[1].strip() for ln in rows[1:]]  # skip the header row
 
 
+# The six rows of the lecture material's claims table (SEEDS.md section 6), pinned here so
+# the registry is checked in every clone, also where SEEDS.md (outside the repository) is not.
+SEEDS_SECTION6 = [
+    "about 750 test errors (of 10,000)",
+    "about 250 test errors",
+    "learning rate 0.1 to 0.01; batch 100 to 1000",
+    "init `W ~ N(0, sigma = sqrt(2/(M+N)))`, b = 0; pixels divided by 255",
+    "ReLU converges about 6x faster than sigmoid",
+    "smoother decision boundary as lambda grows 0.001 -> 0.01 -> 0.1",
+]
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", s.replace("`", "")).strip()
+
+
 def test_claims_registry_holds_every_row_of_seeds_section_6():
     registered = [c.claim for c in claims.CLAIMS if c.seeds_table]
-    assert len(registered) == 6
-    if SEEDS_MD.is_file():
-        norm = lambda s: re.sub(r"\s+", " ", s.replace("`", "")).strip()
-        assert [norm(c) for c in _seeds_section6_claims()] == [norm(c) for c in registered]
+    assert [_norm(c) for c in registered] == [_norm(c) for c in SEEDS_SECTION6]
     experiments = set(runner.EXPERIMENTS)
     assert all(c.experiment in experiments for c in claims.CLAIMS)
+
+
+def test_pinned_claims_match_seeds_md_where_it_is_present():
+    if not SEEDS_MD.is_file():
+        pytest.skip(f"{SEEDS_MD} is not part of the repository and absent here")
+    assert [_norm(c) for c in _seeds_section6_claims()] == [_norm(c) for c in SEEDS_SECTION6]
 
 
 def test_runner_results_md_lists_every_claim_and_reports_data(tmp_path, capsys):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -253,14 +252,11 @@ def test_f_is_traced_a_fixed_number_of_times_whatever_the_number_of_coordinates(
     assert traces(40) == traces(4000) <= 4
 
 
-def test_a_few_thousand_params_check_quickly():
-    sizes = [30, 80, 10]  # 3,290 parameters
+def test_a_few_thousand_params_are_all_checked():
+    sizes = [30, 80, 10]  # 3,290 parameters (its speed is measured in benchmarks/)
     objective, params = _mlp_objective(sizes), _mlp_params(sizes)
-    start = time.perf_counter()
     report = check_grad(objective, params)
-    elapsed = time.perf_counter() - start
     assert report.passed and report.n_checked == 3290
-    assert elapsed < 10.0  # ~1 s of CPU, mostly XLA compilation; generous for a shared box
 
 
 def test_without_x64_a_clear_error_says_how_to_enable_it():

@@ -6,6 +6,8 @@ fails when a layer is added to ``fnet.layers`` without an entry there.
 
 from __future__ import annotations
 
+import json
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -32,10 +34,41 @@ def _apply(model, params, state, x, *, train=False, key=None):
     return model.apply(params, state, x, key=key, train=train)[0]
 
 
+def _registered(name: str) -> bool:
+    return any(key == name or key.startswith(f"{name}_") for key in REGISTRY)
+
+
+def _shapes(out_shape):
+    """Output shapes as a list: one per output (``parallel(combine=None)`` has several)."""
+    return list(out_shape) if out_shape and isinstance(out_shape[0], tuple) else [out_shape]
+
+
 def test_every_public_layer_is_registered():
     public = {n for n in fnet.layers.__all__ if n[0].isupper()}
-    missing = sorted(public - set(REGISTRY))
+    missing = sorted(n for n in public if not _registered(n))
     assert not missing, f"layers missing from tests/layer_registry.py: {missing}"
+
+
+def test_every_combinator_and_ready_model_is_registered():
+    names = [*fnet.combinators.__all__, *(f"models.{n}" for n in fnet.models.__all__)]
+    missing = sorted(n for n in names if not _registered(n))
+    assert not missing, f"missing from tests/layer_registry.py: {missing}"
+
+
+def test_registry_covers_parallel_without_combine_and_stateful_branches():
+    made = {name: REGISTRY[name].make() for name in CASES}
+    assert any(m.kind == "parallel" and m.config["combine"] is None for m in made.values())
+    for kind in ("parallel", "residual"):
+        assert any(m.kind == kind and fnet.is_stateful(m) for m in made.values()), kind
+
+
+@pytest.mark.parametrize("kind", ["serial", "parallel", "residual"])
+def test_combinators_reject_unknown_state_keys(kind):
+    make = getattr(fnet, kind)
+    model = as_stateful(make(fnet.Dense(3), fnet.BatchNorm()))
+    _, params, state = model.init(jax.random.key(0), (-1, 3))
+    with pytest.raises(KeyError, match="match no layer"):
+        model.apply(params, {**state, "stray": {"mean": jnp.zeros(3)}}, jnp.ones((2, 3)))
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -49,16 +82,19 @@ def test_model_declares_the_constructor_that_built_it(name):
 @pytest.mark.parametrize("name", CASES)
 def test_declared_output_shape_matches_apply(name):
     model, out_shape, params, state, x = _init(name)
-    y = _apply(model, params, state, x)
-    assert out_shape[0] == -1
-    assert tuple(y.shape) == (x.shape[0], *out_shape[1:])
+    ys = jax.tree.leaves(_apply(model, params, state, x))
+    shapes = _shapes(out_shape)
+    assert len(ys) == len(shapes)
+    for y, shape in zip(ys, shapes, strict=True):
+        assert shape[0] == -1
+        assert tuple(y.shape) == (x.shape[0], *shape[1:])
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_declared_output_shape_with_concrete_batch(name):
     case = REGISTRY[name]
     out_shape, *_ = as_stateful(case.make()).init(jax.random.key(0), case.input_shape)
-    assert out_shape[0] == case.input_shape[0]
+    assert all(shape[0] == case.input_shape[0] for shape in _shapes(out_shape))
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -73,7 +109,9 @@ def test_jit_equals_eager(name):
 def test_vmap_over_single_examples_equals_batched(name):
     model, _, params, state, x = _init(name)
     batched = _apply(model, params, state, x)
-    one_by_one = jax.jit(jax.vmap(lambda xi: _apply(model, params, state, xi[None])[0]))(x)
+    one_by_one = jax.jit(
+        jax.vmap(lambda xi: jax.tree.map(lambda y: y[0], _apply(model, params, state, xi[None])))
+    )(x)
     chex.assert_trees_all_close(batched, one_by_one, rtol=1e-5, atol=1e-6)
 
 
@@ -82,7 +120,8 @@ def test_gradients_are_finite(name):
     model, _, params, state, x = _init(name)
 
     def loss(p, x):
-        return jnp.sum(jnp.sin(_apply(model, p, state, x, train=True, key=jax.random.key(2))))
+        ys = _apply(model, p, state, x, train=True, key=jax.random.key(2))
+        return sum(jnp.sum(jnp.sin(y)) for y in jax.tree.leaves(ys))
 
     g_params, g_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
     for leaf in jax.tree.leaves((g_params, g_x)):
@@ -94,8 +133,9 @@ def test_float32_in_float32_out(name):
     model, _, params, state, x = _init(name)
     for leaf in jax.tree.leaves(params):
         assert leaf.dtype == jnp.float32
-    assert _apply(model, params, state, x).dtype == jnp.float32
-    assert _apply(model, params, state, x, train=True, key=jax.random.key(3)).dtype == jnp.float32
+    for train in (False, True):
+        ys = _apply(model, params, state, x, train=train, key=jax.random.key(3))
+        assert {y.dtype for y in jax.tree.leaves(ys)} == {jnp.dtype(jnp.float32)}
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -147,3 +187,12 @@ def test_registry_inputs_are_deterministic():
     _, _, _, _, x1 = _init("Dense")
     _, _, _, _, x2 = _init("Dense")
     np.testing.assert_array_equal(x1, x2)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_describe_is_json_able_and_names_every_child(name):
+    model = REGISTRY[name].make()
+    description = fnet.describe(model)
+    assert json.loads(json.dumps(description)) == description
+    assert description["kind"] == model.kind
+    assert [c["child"] for c in description["children"]] == [n for n, _ in model.children]

@@ -26,15 +26,20 @@ def test_layer_passes_gradcheck_in_float64(name):
     params = fnet.cast_floating(params, jnp.float64)
     state = fnet.cast_floating(state, jnp.float64)
     x = jax.random.normal(jax.random.key(1), case.input_shape, jnp.float64)
-    out_shape = jax.eval_shape(
+    out = jax.eval_shape(
         lambda p, x: model.apply(p, state, x, train=True, key=jax.random.key(2))[0], params, x
-    ).shape
-    weights = jax.random.normal(jax.random.key(3), out_shape, jnp.float64)
+    )
+    weights = [
+        jax.random.normal(jax.random.fold_in(jax.random.key(3), k), o.shape, jnp.float64)
+        for k, o in enumerate(jax.tree.leaves(out))
+    ]
 
     def objective(p_and_x):
         p, x = p_and_x
-        y, _ = model.apply(p, state, x, train=True, key=jax.random.key(2))
-        return jnp.sum(jnp.tanh(y) * weights)
+        ys, _ = model.apply(p, state, x, train=True, key=jax.random.key(2))
+        leaves = jax.tree.leaves(ys)
+        terms = [jnp.sum(jnp.tanh(y) * w) for y, w in zip(leaves, weights, strict=True)]
+        return sum(terms[1:], terms[0])
 
     # A seeded random subset of coordinates per leaf keeps conv checks fast.
     report = check_grad(objective, (params, x), max_coords_per_leaf=24, key=jax.random.key(4))

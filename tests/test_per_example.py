@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def _flat_norms(g):
 
 
 def _assert_tree_close(a, b, rtol=1e-5, atol=1e-6):
-    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=rtol, atol=atol), a, b)
+    chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)  # names the failing leaf
 
 
 @pytest.mark.parametrize("case", ["mlp", "convnet", "dropout"])
@@ -206,3 +207,62 @@ def test_per_example_grads_compile_once_per_shape():
     for _ in range(3):
         pe.grads(counted, params, x, y)
     assert len(traces) == 1
+
+
+def test_an_objective_from_fnet_train_gives_the_same_per_example_grads_and_norms():
+    loss_fn, params, x, y = _mlp_case()
+    objective = fnet.train.supervised(loss_fn.model, softmax_cross_entropy)
+    assert pe.from_objective(objective) == loss_fn  # the model stays visible
+    assert pe.uses_dense_trick(objective, params, x, y)
+    want = jax.tree.map(np.asarray, pe.grads(loss_fn, params, x, y, method="vmap"))
+    got = pe.grads(objective, params, x, y, method="vmap")  # (params, state, x, y, key, *, train)
+    _assert_tree_close(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        pe.norms(objective, params, x, y, chunk_size=4), _flat_norms(want), rtol=1e-5
+    )
+
+
+def test_an_objective_with_a_penalty_adds_the_penalty_gradient_to_every_example():
+    loss_fn, params, x, y = _mlp_case()
+    penalty = lambda p: 0.5 * fnet.regularizers.l2(p)
+    objective = fnet.train.supervised(loss_fn.model, softmax_cross_entropy, penalty=penalty)
+    assert isinstance(pe.from_objective(objective), pe.ObjectiveLoss)
+    assert not pe.uses_dense_trick(objective, params, x, y)
+    plain = pe.grads(loss_fn, params, x, y, method="vmap")
+    extra = jax.grad(penalty)(params)
+    want = jax.tree.map(lambda g, e: np.asarray(g) + np.asarray(e)[None], plain, extra)
+    _assert_tree_close(pe.grads(objective, params, x, y), want, rtol=1e-6, atol=1e-7)
+
+
+def test_a_hand_written_objective_is_recognised_by_its_signature():
+    loss_fn, params, x, y = _mlp_case()
+
+    def objective(params, state, x, y, key, *, train=True):
+        loss = loss_fn(params, x, y)
+        return loss, (state, {"loss": loss})
+
+    want = pe.grads(loss_fn, params, x, y, method="vmap")
+    _assert_tree_close(pe.grads(objective, params, x, y), want, rtol=1e-6, atol=1e-7)
+
+
+def test_from_objective_train_true_uses_per_example_dropout_keys_like_model_loss():
+    loss_fn, params, x, y = _mlp_case(0.5)
+    objective = fnet.train.supervised(loss_fn.model, softmax_cross_entropy)
+    key = jax.random.key(4)
+    want = pe.grads(loss_fn, params, x, y, key=key, method="vmap")
+    got = pe.grads(pe.from_objective(objective, train=True), params, x, y, key=key)
+    _assert_tree_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"chunk_size": 0}, ValueError, "chunk_size must be >= 1, got 0"),
+        ({"chunk_size": True}, TypeError, "chunk_size must be an int >= 1, got True"),
+        ({"chunk_size": 2.0}, TypeError, "chunk_size must be an int >= 1"),
+    ],
+)
+def test_norms_reject_a_chunk_size_that_is_not_a_positive_int(kwargs, error, match):
+    loss_fn, params, x, y = _mlp_case()
+    with pytest.raises(error, match=match):
+        pe.norms(loss_fn, params, x, y, **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,7 +74,7 @@ def test_dense_and_vmap_paths_give_the_same_stats():
     for name in ("grad_sq_norm", "mean_sq_norm", "trace_cov", "b_simple"):
         np.testing.assert_allclose(getattr(d, name), getattr(v, name), rtol=1e-4, err_msg=name)
     batch = jax.jit(jax.grad(loss_fn))(params, x, y)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), d.grad, batch)
+    chex.assert_trees_all_close(d.grad, batch, rtol=1e-7, atol=1e-6)
 
 
 @pytest.mark.parametrize("sampling", ["with_replacement", "without_replacement", "poisson"])
@@ -146,3 +147,26 @@ def test_tracker_records_every_k_epochs():
     assert [r["epoch"] for r in hook.history] == [0, 2, 4]
     row = hook.history[0]
     assert row["b_simple"] > 0 and 0 < row["cosine_b4"] < 1 and row["variance_b4"] > 0
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda f, p, x, y: pe.stats(f, p, x, y, hessian_examples=-1), ValueError,
+         "hessian_examples must be >= 0, got -1"),
+        (lambda f, p, x, y: pe.stats(f, p, x, y, hessian_batch=0), ValueError,
+         "hessian_batch must be >= 1, got 0"),
+        (lambda f, p, x, y: pe.stats(f, p, x, y, chunk_size=-4), ValueError,
+         "chunk_size must be >= 1, got -4"),
+        (lambda f, p, x, y: pe.tracker(f, x, y, every=True), TypeError,
+         "tracker: every must be an int >= 1, got True"),
+        (lambda f, p, x, y: pe.tracker(f, x, y, batch_sizes=(0,)), ValueError,
+         "tracker: batch_sizes must be >= 1, got 0"),
+        (lambda f, p, x, y: pe.tracker(f, x, y, sampling="bootstrap"), ValueError,
+         "sampling must be one of"),
+    ],
+)  # fmt: skip
+def test_stats_and_tracker_reject_bad_sizes_before_computing(call, error, match):
+    loss_fn, params, x, y = _mlp()
+    with pytest.raises(error, match=match):
+        call(loss_fn, params, x, y)

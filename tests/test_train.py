@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from functools import partial
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +17,7 @@ import optax
 import pytest
 
 import fnet
+from fnet.datasets import spiral
 from fnet.errors import ShapeError
 from fnet.losses import softmax_cross_entropy
 from fnet.regularizers import l2
@@ -32,21 +34,8 @@ from fnet.train import (
 
 def _spiral(n_per_class: int, key: jax.Array, n_classes: int = 3, noise: float = 0.2):
     """SEEDS §1 spiral, noise on the angle: ``(3n, 2)`` float32 points, ``(3n,)`` int32 labels."""
-    try:
-        from fnet.datasets import spiral  # a colleague's loader, once it has landed
-    except ImportError:
-        spiral = None
-    if spiral is not None:
-        data = spiral(n_per_class, n_classes=n_classes, noise=noise, key=key)
-        return jnp.asarray(data.inputs, jnp.float32), jnp.asarray(data.labels, jnp.int32)
-    t = jnp.linspace(0.0, 1.0, n_per_class, dtype=jnp.float32)
-    xs, ys = [], []
-    for c in range(n_classes):
-        eps = noise * jax.random.normal(jax.random.fold_in(key, c), (n_per_class,), jnp.float32)
-        angle = 2 * jnp.pi / n_classes * (2 * t + c) + eps
-        xs.append(jnp.stack([t * jnp.sin(angle), t * jnp.cos(angle)], axis=-1))
-        ys.append(jnp.full((n_per_class,), c, jnp.int32))
-    return jnp.concatenate(xs), jnp.concatenate(ys)
+    data = spiral(n_per_class, n_classes=n_classes, noise=noise, key=key)
+    return jnp.asarray(data.inputs, jnp.float32), jnp.asarray(data.labels, jnp.int32)
 
 
 X, Y = _spiral(100, jax.random.key(0))
@@ -93,13 +82,12 @@ def test_optax_momentum_matches_slides_update_rule_and_step_is_pure():
     for _ in range(6):
         w, v = slides_update(w, v)
         ts, metrics = step(ts, x, y, jax.random.key(0))
-        for a, b in zip(jax.tree.leaves(ts.params), jax.tree.leaves(w), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        chex.assert_trees_all_close(ts.params, w, rtol=1e-12, atol=1e-14)
     assert int(ts.step) == 6 and set(metrics) == {"loss", "accuracy", "objective"}
     assert metrics["loss"].dtype == jnp.float64 and metrics["accuracy"].dtype == jnp.float32
     again = [step(ts, x, y, jax.random.key(0))[0] for _ in range(2)]
-    assert _leaves_equal(*again)  # pure: same inputs, same outputs; inputs intact
-    assert _leaves_equal(params, fnet.cast_floating(_init(LIN), jnp.float64))
+    chex.assert_trees_all_equal(*again)  # pure: same inputs, same outputs; inputs intact
+    chex.assert_trees_all_equal(params, fnet.cast_floating(_init(LIN), jnp.float64))
 
 
 def test_supervised_objective_is_loss_plus_penalty_eager_and_jit(maybe_jit):
@@ -132,7 +120,7 @@ def test_same_key_gives_bit_identical_params_and_caller_params_survive():
     kwargs = dict(key=jax.random.key(3), epochs=3, batch_size=30, progress=False)
     a = fit(SMALL_OBJ, params, SGD, X, Y, **kwargs)
     b = fit(SMALL_OBJ, params, SGD, X, Y, **kwargs)  # params were not donated away
-    assert _leaves_equal(a.params, b.params)
+    chex.assert_trees_all_equal(a.params, b.params)
     assert a.history["train_loss"] == b.history["train_loss"]
     c = fit(SMALL_OBJ, params, SGD, X, Y, **{**kwargs, "key": jax.random.key(4)})
     assert not _leaves_equal(a.params, c.params)
@@ -164,8 +152,7 @@ def test_full_batch_fit_equals_plain_gradient_descent():
     w = params
     for _ in range(4):
         w = gd(w)
-    for a, b in zip(jax.tree.leaves(res.params), jax.tree.leaves(w), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(res.params, w, rtol=1e-5, atol=1e-6)
 
 
 def _index_objective(params, state, x, y, key, *, train=True):
@@ -203,10 +190,12 @@ def test_epoch_compiles_once_across_epochs_and_fit_calls():
     params, opt = _init(MLP), optax.sgd(0.1)
     kw = dict(epochs=3, batch_size=64, progress=False)  # 300 = 4 * 64 + 44: scan + tail
     fit(counting, params, opt, X, Y, key=jax.random.key(0), **kw)
-    assert traces == [(64, 2), (44, 2)]  # the scan body once, the last smaller batch once
+    # One abstract trace (picks the driver, finds the metrics), the scan body once, the
+    # last smaller batch once.
+    assert traces == [(64, 2), (64, 2), (44, 2)]
     res = fit(counting, params, opt, X, Y, key=jax.random.key(1), **kw)
-    assert len(traces) == 2  # same shapes, objective and optimizer: nothing retraced
-    assert res.history["compile_time"] < 0.5
+    assert len(traces) == 3  # same shapes, objective and optimizer: nothing retraced
+    assert res.history["epoch"] == [1, 2, 3]
 
 
 def test_regularized_objective_shrinks_weights():
@@ -233,7 +222,7 @@ def test_validation_metrics_recorded_and_match_evaluate():
     np.testing.assert_allclose(h["val_loss"][-1], ev["loss"], rtol=1e-5)
     np.testing.assert_allclose(h["val_accuracy"][-1], ev["accuracy"], rtol=1e-6)
     assert len(h["epoch_time"]) == len(h["wall_time"]) == 5
-    assert h["wall_time"] == sorted(h["wall_time"]) and h["compile_time"] >= 0.0
+    assert h["wall_time"] == sorted(h["wall_time"])
 
 
 def test_evaluate_equals_full_batch_computation():
@@ -256,7 +245,7 @@ def test_batchnorm_state_trains_and_changes_only_in_training():
     assert not _leaves_equal(res.state, state)
     assert res.history["train_loss"][-1] < res.history["train_loss"][0]
     loss, (same, m) = jax.jit(partial(obj, train=False))(res.params, res.state, X, Y, None)
-    assert _leaves_equal(same, res.state)
+    chex.assert_trees_all_equal(same, res.state)
     ev = evaluate(model, res.params, X, Y, state=res.state, batch_size=64)
     np.testing.assert_allclose(ev["loss"], loss, rtol=1e-5)
     assert ev["accuracy"] == pytest.approx(float(m["accuracy"]))

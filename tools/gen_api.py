@@ -32,6 +32,7 @@ MODULES = [
     "fnet.gradcheck",
     "fnet.summary",
     "fnet.tree",
+    "fnet.chunking",
     "fnet.validation",
     "fnet.errors",
     "fnet.datasets",

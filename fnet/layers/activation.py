@@ -1,4 +1,10 @@
-"""Activation functions as parameterless layers (shape- and dtype-preserving unless stated)."""
+"""Activation functions as parameterless layers (shape- and dtype-preserving unless stated).
+
+Float inputs keep their dtype; integer and bool inputs are cast to float32 first
+(:func:`fnet.core.float_input`). ``-inf`` inputs are legal (masked scores): every layer
+here gives a finite output or the limit value (``LeakyRelu(-inf) = -inf``) and finite
+gradients for them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from collections.abc import Callable
 import jax
 
 from fnet import activations
-from fnet.core import Model, as_shape
+from fnet.core import Model, as_shape, float_input
 from fnet.errors import ShapeError
 
 __all__ = [
@@ -23,16 +29,18 @@ __all__ = [
 ]
 
 
-def _elementwise(fn: Callable[[jax.Array], jax.Array], name: str, kind: str) -> Model:
+def _elementwise(
+    fn: Callable[[jax.Array], jax.Array], name: str, kind: str, config: dict | None = None
+) -> Model:
     def init(key, input_shape):
         del key
         return as_shape(input_shape, name), {}
 
     def apply(params, x, *, key=None, train=False):
         del params, key, train
-        return fn(x)
+        return fn(float_input(x, kind))
 
-    return Model(init, apply, name, kind=kind)
+    return Model(init, apply, name, kind=kind, config=config or {})
 
 
 def Relu(*, name: str = "relu") -> Model:
@@ -54,14 +62,16 @@ def LeakyRelu(alpha: float = 0.1, *, name: str = "leaky_relu") -> Model:
     """``max(alpha x, x)`` elementwise; the slides use ``alpha = 0.1``."""
     if not 0.0 <= alpha < 1.0:
         raise ValueError(f"LeakyRelu: alpha must lie in [0, 1), got {alpha!r}")
-    return _elementwise(lambda x: activations.leaky_relu(x, alpha), name, "LeakyRelu")
+    return _elementwise(
+        lambda x: activations.leaky_relu(x, alpha), name, "LeakyRelu", {"alpha": float(alpha)}
+    )
 
 
 def Elu(alpha: float = 1.0, *, name: str = "elu") -> Model:
     """``x`` for ``x > 0``, ``alpha (exp(x) - 1)`` otherwise."""
     if not alpha > 0:
         raise ValueError(f"Elu: alpha must be positive, got {alpha!r}")
-    return _elementwise(lambda x: activations.elu(x, alpha), name, "Elu")
+    return _elementwise(lambda x: activations.elu(x, alpha), name, "Elu", {"alpha": float(alpha)})
 
 
 def Softmax(*, name: str = "softmax") -> Model:
@@ -95,9 +105,9 @@ def Maxout(pieces: int = 2, *, name: str = "maxout") -> Model:
 
     def apply(params, x, *, key=None, train=False):
         del params, key, train
-        return activations.maxout(x, pieces)
+        return activations.maxout(float_input(x, desc), pieces)
 
-    return Model(init, apply, name, kind="Maxout")
+    return Model(init, apply, name, kind="Maxout", config={"pieces": pieces})
 
 
 _LAYERS: dict[str, Callable[[], Model]] = {

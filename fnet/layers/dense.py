@@ -6,7 +6,16 @@ import jax
 import jax.numpy as jnp
 
 from fnet import initializers
-from fnet.core import Model, as_shape, broadcast_features, check_input, require_params
+from fnet.core import (
+    Model,
+    as_shape,
+    broadcast_features,
+    check_input,
+    check_param_shapes,
+    compute_dtype_of,
+    describe_initializer,
+    float_input,
+)
 
 __all__ = ["Dense", "append_ones", "fold_bias"]
 
@@ -17,6 +26,7 @@ def Dense(
     w_init: str | initializers.Initializer = "glorot_normal",
     b_init: str | initializers.Initializer = "zeros",
     param_dtype: jnp.dtype = jnp.float32,
+    compute_dtype: jnp.dtype | None = None,
     name: str = "dense",
 ) -> Model:
     """A dense layer: ``(..., in) -> (..., out_dim)``, ``y = x @ w + b``.
@@ -24,11 +34,23 @@ def Dense(
     Params: ``{"w": (in, out_dim), "b": (out_dim,)}`` of ``param_dtype``. ``w`` is stored
     input-major (the slides' module view ``f(z) = z W + b^T``), so a mini-batch is one
     matmul. Default init: ``w ~ N(0, 2/(in+out))`` (glorot_normal), ``b = 0``.
+
+    Dtypes: integer or bool inputs (``uint8`` pixels) are cast to the params' dtype
+    first. ``compute_dtype`` (mixed precision, e.g. ``jnp.bfloat16``): params stay
+    ``param_dtype`` (and so do their gradients), but ``x``, ``w`` and ``b`` are cast to
+    ``compute_dtype`` for the matmul and the output has ``compute_dtype``; ``None``
+    (default) computes in the promoted dtype of ``x`` and the params.
+
+    Raises:
+      ValueError: ``out_dim`` not a positive int, ``compute_dtype`` not floating.
+      ShapeError (in ``apply``): params whose shapes do not fit ``out_dim`` (params of
+        another model), or inputs whose last dimension is not the params' ``in``.
     """
     if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim <= 0:
         raise ValueError(f"Dense: out_dim must be a positive int, got {out_dim!r}")
     w_fn, b_fn = initializers.get(w_init), initializers.get(b_init)
     desc = f"Dense({out_dim})"
+    cdtype = compute_dtype_of(compute_dtype, desc)
 
     def init(key, input_shape):
         shape = as_shape(input_shape, desc, min_rank=2)
@@ -41,11 +63,22 @@ def Dense(
 
     def apply(params, x, *, key=None, train=False):
         del key, train
-        require_params(params, ("w", "b"), desc)
-        check_input(x, desc, last=params["w"].shape[0])
-        return x @ params["w"] + broadcast_features(params["b"], x.ndim)
+        check_param_shapes(params, {"w": (None, out_dim), "b": (out_dim,)}, desc)
+        w, b = params["w"], params["b"]
+        x = float_input(x, desc, w.dtype)
+        check_input(x, desc, last=w.shape[0])
+        if cdtype is not None:
+            x, w, b = x.astype(cdtype), w.astype(cdtype), b.astype(cdtype)
+        return x @ w + broadcast_features(b, x.ndim)
 
-    return Model(init, apply, name, kind="Dense")
+    config = {
+        "out_dim": out_dim,
+        "w_init": describe_initializer(w_init),
+        "b_init": describe_initializer(b_init),
+        "param_dtype": jnp.dtype(param_dtype).name,
+        "compute_dtype": None if cdtype is None else cdtype.name,
+    }
+    return Model(init, apply, name, kind="Dense", config=config)
 
 
 def append_ones(x: jax.Array) -> jax.Array:

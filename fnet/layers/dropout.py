@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fnet.core import Model, as_shape
+from fnet.core import Model, as_shape, float_input
 
 __all__ = ["Dropout"]
 
@@ -14,7 +14,8 @@ def Dropout(rate: float, *, name: str = "dropout") -> Model:
     """Zero each activation with probability ``rate`` (the DROP probability) when
     ``train=True``, scaling survivors by ``1/(1-rate)``; the identity when ``train=False``.
 
-    Shape and dtype preserved. ``apply(..., train=True)`` needs a ``key``.
+    Shape and float dtype preserved (integer inputs are cast to float32).
+    ``apply(..., train=True)`` needs a ``key``.
     """
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
         raise ValueError(
@@ -28,6 +29,7 @@ def Dropout(rate: float, *, name: str = "dropout") -> Model:
 
     def apply(params, x, *, key=None, train=False):
         del params
+        x = float_input(x, "Dropout")
         if not train or rate == 0.0:
             return x
         if key is None:
@@ -37,4 +39,4 @@ def Dropout(rate: float, *, name: str = "dropout") -> Model:
         keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
         return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
-    return Model(init, apply, name, kind="Dropout")
+    return Model(init, apply, name, kind="Dropout", config={"rate": float(rate)})

@@ -12,7 +12,10 @@ __all__ = ["Flatten", "Reshape"]
 
 
 def Flatten(*, name: str = "flatten") -> Model:
-    """Flatten all but the batch axis: ``(N, d1, d2, ...) -> (N, d1*d2*...)``."""
+    """Flatten all but the batch axis: ``(N, d1, d2, ...) -> (N, d1*d2*...)``.
+
+    Any dtype, kept as is (no arithmetic: ``uint8`` pixels stay exact ``uint8``).
+    """
 
     def init(key, input_shape):
         del key
@@ -27,7 +30,10 @@ def Flatten(*, name: str = "flatten") -> Model:
 
 
 def Reshape(shape: Sequence[int], *, name: str = "reshape") -> Model:
-    """Reshape each example: ``(N, *in) -> (N, *shape)``; e.g. ``Reshape((28, 28, 1))``."""
+    """Reshape each example: ``(N, *in) -> (N, *shape)``; e.g. ``Reshape((28, 28, 1))``.
+
+    Any dtype, kept as is (no arithmetic).
+    """
     target = tuple(int(d) for d in shape)
     if any(d <= 0 for d in target):
         raise ValueError(f"Reshape: every target dimension must be positive, got {shape!r}")
@@ -51,4 +57,4 @@ def Reshape(shape: Sequence[int], *, name: str = "reshape") -> Model:
         check(x.shape)
         return x.reshape(x.shape[0], *target)
 
-    return Model(init, apply, name, kind="Reshape")
+    return Model(init, apply, name, kind="Reshape", config={"shape": list(target)})

@@ -7,9 +7,10 @@
 * :func:`stats`: ``G``, ``tr(Sigma)``, ``B_simple``, ``B_noise``, mini-batch variance under
   an explicit sampling scheme; :func:`tracker` records them during training.
 
-Loss functions are ``loss_fn(params, x, y) -> scalar`` over a batch; :func:`model_loss`
-builds one that also exposes the model for the dense trick. The math is in
-``docs/per_example.md``.
+The loss is fnet's ``Objective`` (``objective(params, state, x, y, key, *, train)``, what
+``fnet.fit`` takes; :func:`from_objective` chooses ``train=``) or a plain ``loss_fn(params,
+x, y) -> scalar`` over a batch; :func:`model_loss` builds one that also exposes the model
+for the dense trick. The math is in ``docs/per_example.md``.
 """
 
 from fnet.per_example.gradients import (
@@ -18,10 +19,16 @@ from fnet.per_example.gradients import (
     clipped_gradient_fn,
     grads,
     norms,
-    tree_sq_norm,
     uses_dense_trick,
 )
-from fnet.per_example.objective import LossFn, ModelLoss, Reduction, model_loss
+from fnet.per_example.objective import (
+    LossFn,
+    ModelLoss,
+    ObjectiveLoss,
+    Reduction,
+    from_objective,
+    model_loss,
+)
 from fnet.per_example.sampling import (
     SAMPLINGS,
     Sampling,
@@ -38,12 +45,14 @@ __all__ = [
     "LossFn",
     "Method",
     "ModelLoss",
+    "ObjectiveLoss",
     "Reduction",
     "Sampling",
     "Tracker",
     "clip_and_average",
     "clipped_gradient_fn",
     "expected_cosine",
+    "from_objective",
     "grads",
     "minibatch_variance",
     "model_loss",
@@ -51,6 +60,5 @@ __all__ = [
     "sample_batch",
     "stats",
     "tracker",
-    "tree_sq_norm",
     "uses_dense_trick",
 ]

@@ -23,12 +23,17 @@ from typing import Any, Literal, TypeAlias
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
+from jax.sharding import Mesh
 
+from fnet import distributed
+from fnet._checks import check_int
+from fnet.chunking import scan_chunks
 from fnet.core import Params
 from fnet.per_example import dense_trick
-from fnet.per_example.chunking import batch_size, example_keys, slice_rows
-from fnet.per_example.objective import LossFn, call_loss
+from fnet.per_example.chunking import batch_size, example_keys
+from fnet.per_example.objective import LossFn, as_loss_fn, call_loss
 
 __all__ = [
     "Method",
@@ -36,7 +41,6 @@ __all__ = [
     "clipped_gradient_fn",
     "grads",
     "norms",
-    "tree_sq_norm",
     "uses_dense_trick",
 ]
 
@@ -44,12 +48,6 @@ Method: TypeAlias = Literal["auto", "vmap", "dense"]
 METHODS = ("auto", "vmap", "dense")
 _VMAP_CHUNK_BYTES = 32 * 2**20  # per-example gradient buffer per chunk on the vmap path
 _DENSE_CHUNK = 4096
-
-
-def tree_sq_norm(tree: Any) -> jax.Array:
-    """``sum`` of squares over every leaf: a scalar."""
-    leaves = [jnp.sum(jnp.square(a)) for a in jax.tree.leaves(tree)]
-    return sum(leaves[1:], leaves[0])
 
 
 def _example_grad(loss_fn: LossFn, params: Params, state: Any, x_i, y_i, k_i) -> Params:
@@ -68,8 +66,7 @@ def _vmap_grads(loss_fn, params, state, x, y, keys) -> Params:
 
 def _per_example_sq(g: Params) -> jax.Array:
     """``|g_i|^2`` ``(n,)`` of per-example gradients with a leading example axis."""
-    terms = [jnp.sum(jnp.square(a.reshape(a.shape[0], -1)), axis=1) for a in jax.tree.leaves(g)]
-    return functools.reduce(jnp.add, terms)
+    return jax.vmap(functools.partial(optax.tree_utils.tree_norm, squared=True))(g)
 
 
 def _vmap_weighted_sums(loss_fn, params, state, x, y, weights, keys):
@@ -115,7 +112,11 @@ def dense_trick_applies(loss_fn: LossFn, params: Params, x: Any, y: Any, keys: A
 def uses_dense_trick(
     loss_fn: LossFn, params: Params, x: Any, y: Any, *, key: Any = None, state: Any = None
 ) -> bool:
-    """True if ``method="auto"`` takes the dense-trick path for these arguments."""
+    """True if ``method="auto"`` takes the dense-trick path for these arguments.
+
+    ``loss_fn``: an ``Objective`` or a plain loss (:mod:`fnet.per_example.objective`).
+    """
+    loss_fn = as_loss_fn(loss_fn)
     keys = example_keys(key, batch_size(x))
     return dense_trick_applies(loss_fn, params, x, y, keys, state)
 
@@ -186,41 +187,35 @@ def stream_sums(
     chunk_size: int | None,
     with_sum: bool = True,
 ) -> tuple[Params | None, jax.Array]:
-    """``(sum_i g_i, |g_i|^2 (n,))`` streamed over chunks inside one ``lax.scan``.
+    """``(sum_i g_i, |g_i|^2 (n,))`` streamed over chunks of ``chunk_size`` examples.
 
-    The ``n // size`` full chunks are sliced from the data in place inside the scan; the
-    last ``n % size`` examples form one smaller chunk of exactly that size. Nothing pads
-    or copies the dataset, so memory stays one chunk's work plus the data itself.
+    :func:`fnet.chunking.scan_chunks`: the full chunks run in one ``lax.scan``, sliced
+    from the data in place; the last ``n % chunk_size`` examples form one chunk of
+    exactly that size. Nothing pads or copies the dataset, so memory stays one chunk's
+    work plus the data itself.
     """
     n = batch_size(x)
     method = resolve_method(loss_fn, params, x, y, keys, state, method)
-    if chunk_size is None:
-        chunk_size = default_chunk(params, method, n)
-    size = max(1, min(int(chunk_size), n))
-    steps, tail = divmod(n, size)
+    size = default_chunk(params, method, n) if chunk_size is None else chunk_size
 
-    def sums(data, length):
+    def chunk(acc, data, _):
         xb, yb, kb = data
-        weights = jnp.ones((length,), jnp.float32)
-        return weighted_sums(loss_fn, params, state, xb, yb, weights, kb, method)
-
-    def body(acc, i):
-        g_sum, sq = sums(slice_rows((x, y, keys), i * size, size), size)
+        weights = jnp.ones((batch_size(xb),), jnp.float32)
+        g_sum, sq = weighted_sums(loss_fn, params, state, xb, yb, weights, kb, method)
         return (None if acc is None else jax.tree.map(jnp.add, acc, g_sum)), sq
 
     acc0 = jax.tree.map(jnp.zeros_like, params) if with_sum else None
-    total, sq = lax.scan(body, acc0, jnp.arange(steps, dtype=jnp.int32))
-    sq = sq.reshape(steps * size)
-    if tail:
-        g_sum, sq_tail = sums(jax.tree.map(lambda a: a[steps * size :], (x, y, keys)), tail)
-        total = None if total is None else jax.tree.map(jnp.add, total, g_sum)
-        sq = jnp.concatenate([sq, sq_tail])
-    return total, sq
+    return scan_chunks(chunk, acc0, (x, y, keys), size, stack="rows")
 
 
 def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def check_chunk_size(chunk_size: Any) -> int | None:
+    """``None`` (a default size) or ``chunk_size`` as an int >= 1; else TypeError/ValueError."""
+    return None if chunk_size is None else check_int(chunk_size, "chunk_size", minimum=1)
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "method"))
@@ -244,8 +239,11 @@ def grads(
     """Per-example gradients ``g_i``, materialised: ``jax.vmap(jax.grad(loss of example i))``.
 
     Args:
-      loss_fn: ``loss_fn(params, x, y[, key=][, state=]) -> scalar`` over a batch; must be
-        hashable (a function or :class:`ModelLoss`): it is a static argument of ``jax.jit``.
+      loss_fn: an ``Objective`` ``(params, state, x, y, key, *, train)`` as ``fnet.fit``
+        takes (called with ``train=False``), or a plain loss ``loss_fn(params, x, y[,
+        key=][, state=]) -> scalar`` over a batch (:mod:`fnet.per_example.objective`).
+        Must be hashable (a function or :class:`ModelLoss`): it is a static argument of
+        ``jax.jit``.
       params: pytree of float arrays.
       x, y: inputs and targets with a leading example axis ``n`` (arrays or pytrees).
       key: optional PRNG key, split into one key per example (Dropout).
@@ -257,6 +255,7 @@ def grads(
       A pytree like ``params`` whose leaves have shape ``(n, *leaf.shape)`` and the
       leaves' dtypes. One compiled computation (``jax.jit``).
     """
+    loss_fn = as_loss_fn(loss_fn)
     method = choose_path(loss_fn, params, x, y, key, state, method)  # type: ignore[assignment]
     return _grads_jit(loss_fn, params, x, y, key, state, method)
 
@@ -278,6 +277,7 @@ def norms(
     state: Any = None,
     method: Method = "auto",
     chunk_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> jax.Array:
     """Per-example gradient L2 norms ``|g_i|`` (over all parameters), shape ``(n,)``.
 
@@ -285,8 +285,23 @@ def norms(
     at once (default: ~32 MiB worth); the ``"dense"`` path (the dense-layer trick) holds
     none. ``method="auto"`` picks ``"dense"`` when ``loss_fn`` is a :class:`ModelLoss` of
     a serial chain of Dense and parameter-free layers, else ``"vmap"``. Arguments as in
-    :func:`grads`. Returns the params' floating dtype.
+    :func:`grads`; ``chunk_size`` (an int >= 1, or ``None``) is capped at ``n``. Returns
+    the params' floating dtype.
+
+    ``mesh``: a ``jax.sharding.Mesh``; the examples are split over its data axis (``N``
+    divisible by the data-axis size, see :func:`fnet.per_example.stats`) and the result
+    is a global ``(n,)`` array.
+
+    Raises:
+      TypeError, ValueError: ``chunk_size`` is not ``None`` or an int >= 1; ``method`` is
+        unknown, or ``"dense"`` where the trick does not apply.
     """
+    loss_fn = as_loss_fn(loss_fn)
+    chunk_size = check_chunk_size(chunk_size)
+    if mesh is not None:
+        (x, y), (params, key, state) = distributed.shard_examples(
+            (x, y), (params, key, state), mesh
+        )
     method = choose_path(loss_fn, params, x, y, key, state, method)  # type: ignore[assignment]
     return _norms_jit(loss_fn, params, x, y, key, state, method, chunk_size)
 
@@ -303,9 +318,7 @@ def _clip_jit(loss_fn, params, x, y, key, state, noise_key, clip_norm, noise_mul
         total, _ = dense_trick.weighted_sums(loss_fn, params, x, y, lax.stop_gradient(scale), keys)
     else:
         g = _vmap_grads(loss_fn, params, state, x, y, keys)
-        sq = _per_example_sq(g)
-        scale = jnp.minimum(1.0, clip_norm / jnp.maximum(jnp.sqrt(sq), 1e-12))
-        total = jax.tree.map(lambda a: jnp.tensordot(scale.astype(a.dtype), a, axes=1), g)
+        total, _ = optax.per_example_global_norm_clip(g, clip_norm)
     if noise_key is not None:
         leaves, treedef = jax.tree.flatten(total)
         ks = jax.random.split(noise_key, len(leaves))
@@ -338,11 +351,13 @@ def clip_and_average(
     0`` Gaussian noise ``xi ~ N(0, I)`` (drawn from ``noise_key``) is added to the sum
     before averaging. On the dense-trick path no per-example gradient is materialised
     ("ghost clipping": norms by the trick, then the gradient of ``sum_i s_i l_i``).
-    Privacy accounting is not part of fnet.
+    Privacy accounting is not part of fnet. The ``"vmap"`` path is
+    ``optax.per_example_global_norm_clip``; the dense path computes the same sum.
 
     Returns:
       A pytree like ``params`` (same dtypes).
     """
+    loss_fn = as_loss_fn(loss_fn)
     method = choose_path(loss_fn, params, x, y, key, state, method)  # type: ignore[assignment]
     if not clip_norm > 0:
         raise ValueError(f"clip_norm must be positive, got {clip_norm!r}")
@@ -363,8 +378,11 @@ def clipped_gradient_fn(
     """A train-step gradient function ``grad_fn(params, x, y, key) -> grads`` for DP-SGD.
 
     ``key`` is split into a noise key and per-example dropout keys (the latter passed to
-    ``loss_fn`` only if it is a :class:`ModelLoss` with ``train=True``).
+    ``loss_fn`` only if it is a :class:`ModelLoss` with ``train=True`` or
+    ``from_objective(objective, train=True)``; a bare ``Objective`` runs with
+    ``train=False``).
     """
+    loss_fn = as_loss_fn(loss_fn)
 
     def grad_fn(params: Params, x: Any, y: Any, key: Any) -> Params:
         k_noise, k_drop = jax.random.split(key)

@@ -22,26 +22,32 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
+from jax.sharding import Mesh
 
+from fnet import distributed
+from fnet._checks import check_int
 from fnet.core import Params
 from fnet.per_example.chunking import batch_size, example_keys
 from fnet.per_example.gradients import (
     Method,
     _vmap_grads,
+    check_chunk_size,
     choose_path,
     stream_sums,
-    tree_sq_norm,
 )
-from fnet.per_example.objective import LossFn, ModelLoss, Reduction, call_loss, check_reduction
+from fnet.per_example.objective import (
+    LossFn,
+    ModelLoss,
+    Reduction,
+    as_loss_fn,
+    call_loss,
+    check_reduction,
+)
 from fnet.per_example.sampling import Sampling, expected_cosine, minibatch_variance
 
 __all__ = ["GradientStats", "stats"]
-
-
-def _tree_vdot(a: Any, b: Any) -> jax.Array:
-    terms = [jnp.vdot(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)]
-    return sum(terms[1:], terms[0])
 
 
 class GradientStats(NamedTuple):
@@ -104,7 +110,7 @@ def _moments(loss_fn, params, x, y, key, state, method, chunk_size):
     keys = example_keys(key, n)
     total, sq = stream_sums(loss_fn, params, state, x, y, keys, method, chunk_size)
     grad = jax.tree.map(lambda a: a / n, total)
-    g2 = tree_sq_norm(grad)
+    g2 = optax.tree_utils.tree_norm(grad, squared=True)
     mean_sq = jnp.mean(sq)
     return grad, g2, mean_sq, sq
 
@@ -125,9 +131,9 @@ def _hessian_terms(loss_fn, params, grad, x, y, key, state, sample_key, reductio
     def hvp(v):
         return jax.jvp(jax.grad(mean_loss), (params,), (v,))[1]
 
-    g_h_g = _tree_vdot(grad, hvp(grad))
+    g_h_g = optax.tree_utils.tree_vdot(grad, hvp(grad))
     g = _vmap_grads(loss_fn, params, state, take(x, idx_g), take(y, idx_g), take(keys, idx_g))
-    quad = lax.map(lambda gi: _tree_vdot(gi, hvp(gi)), g, batch_size=min(m, 8))
+    quad = lax.map(lambda gi: optax.tree_utils.tree_vdot(gi, hvp(gi)), g, batch_size=min(m, 8))
     trace_h_cov = jnp.mean(quad) - g_h_g
     return trace_h_cov, g_h_g
 
@@ -146,6 +152,7 @@ def stats(
     hessian_batch: int = 1024,
     hessian_key: jax.Array | None = None,
     reduction: Reduction | None = None,
+    mesh: Mesh | None = None,
 ) -> GradientStats:
     """Gradient statistics of ``loss_fn`` over the dataset ``x, y`` (see module docstring).
 
@@ -163,10 +170,30 @@ def stats(
       reduction: how ``loss_fn`` combines a batch (``"mean"``/``"sum"``), used to build
         the mean loss for ``H``. Default: ``loss_fn.reduction`` for a ModelLoss, else
         ``"mean"``.
+      mesh: a ``jax.sharding.Mesh``: the examples are split over its data axis
+        (:func:`fnet.distributed.shard_examples`; ``N`` must be divisible by the
+        data-axis size; already-global arrays are kept), params, state and keys
+        replicated; the compiled computation follows those shardings. Same numbers as
+        without a mesh, to float rounding.
 
     Returns:
       :class:`GradientStats`.
+
+    Raises:
+      TypeError, ValueError: ``chunk_size``, ``hessian_examples`` or ``hessian_batch`` is
+        not an int (``chunk_size >= 1`` or ``None``, ``hessian_examples >= 0``,
+        ``hessian_batch >= 1``); ``hessian_examples > 0`` without a ``hessian_key``; an
+        unknown ``method`` or ``reduction``; with ``mesh``, ``N`` not divisible by the
+        data-axis size.
     """
+    loss_fn = as_loss_fn(loss_fn)
+    chunk_size = check_chunk_size(chunk_size)
+    hessian_examples = check_int(hessian_examples, "hessian_examples", minimum=0)
+    hessian_batch = check_int(hessian_batch, "hessian_batch", minimum=1)
+    if mesh is not None:
+        (x, y), (params, key, state, hessian_key) = distributed.shard_examples(
+            (x, y), (params, key, state, hessian_key), mesh
+        )
     n = batch_size(x)
     path = choose_path(loss_fn, params, x, y, key, state, method)
     grad, g2, mean_sq, sq = _moments(loss_fn, params, x, y, key, state, path, chunk_size)
@@ -179,8 +206,8 @@ def stats(
         if reduction is None:
             reduction = loss_fn.reduction if isinstance(loss_fn, ModelLoss) else "mean"
         check_reduction(reduction)
-        m = min(int(hessian_examples), n)
-        k = max(1, min(int(hessian_batch), n - m if n > m else n))
+        m = min(hessian_examples, n)
+        k = max(1, min(hessian_batch, n - m if n > m else n))
         trace_h, ghg = _hessian_terms(
             loss_fn, params, grad, x, y, key, state, hessian_key, reduction, m, k
         )

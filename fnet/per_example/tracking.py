@@ -6,8 +6,10 @@ from typing import Any
 
 import jax
 
+from fnet._checks import check_int
 from fnet.core import Params, is_stateful
-from fnet.per_example.objective import LossFn, ModelLoss
+from fnet.per_example.objective import LossFn, ModelLoss, ObjectiveLoss, as_loss_fn
+from fnet.per_example.sampling import check_sampling
 from fnet.per_example.statistics import stats
 
 __all__ = ["Tracker", "tracker"]
@@ -33,10 +35,12 @@ class Tracker:
         sampling: str = "without_replacement",
         **stats_kwargs: Any,
     ) -> None:
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every!r}")
-        self.loss_fn, self.x, self.y = loss_fn, x, y
-        self.every, self.batch_sizes, self.sampling = every, tuple(batch_sizes), sampling
+        self.every = check_int(every, "tracker: every", minimum=1)
+        self.batch_sizes = tuple(
+            check_int(b, "tracker: batch_sizes", minimum=1) for b in batch_sizes
+        )
+        check_sampling(sampling)
+        self.loss_fn, self.x, self.y, self.sampling = as_loss_fn(loss_fn), x, y, sampling
         self.stats_kwargs = stats_kwargs
         self.history: list[dict[str, Any]] = []
 
@@ -44,7 +48,9 @@ class Tracker:
         """Record the statistics at ``params`` if ``epoch % every == 0``."""
         if epoch % self.every:
             return
-        stateful = isinstance(self.loss_fn, ModelLoss) and is_stateful(self.loss_fn.model)
+        stateful = (isinstance(self.loss_fn, ModelLoss) and is_stateful(self.loss_fn.model)) or (
+            isinstance(self.loss_fn, ObjectiveLoss) and state is not None
+        )
         kwargs = dict(self.stats_kwargs)
         if stateful:
             kwargs["state"] = state

@@ -8,25 +8,45 @@
         batch_size=100,
     )
     fnet.evaluate(model, params, x_test, y_test)
+    scores = fnet.train.predict(model, params, x_test)  # (N, C), in batches
 
 See ``docs/training.md``.
 """
 
-from fnet.train.epoch import BatchPlan, Remainder, batch_plan, evaluate_objective, run_epoch
-from fnet.train.evaluate import evaluate
+from fnet.train.callbacks import EarlyStopping, KeepBest
+from fnet.train.engine import EpochEngine, StepsPerCall
+from fnet.train.epoch import BatchPlan, Remainder, batch_plan
+from fnet.train.evaluate import evaluate, evaluate_objective
 from fnet.train.fit import FitResult, fit
-from fnet.train.hooks import Hook, every_k_epochs
-from fnet.train.objective import Metrics, Objective, correct_predictions, supervised
-from fnet.train.step import StepFn, TrainState, train_step
+from fnet.train.guard import NonFiniteError, NonFiniteWarning
+from fnet.train.hooks import Hook, StopTraining, every_k_epochs
+from fnet.train.logs import CSVLogger, JSONLLogger, TensorBoardLogger
+from fnet.train.objective import Metrics, Objective, Supervised, correct_predictions, supervised
+from fnet.train.predict import predict
+from fnet.train.resume import RestoredParams, restore_params
+from fnet.train.step import ShardedObjective, StepFn, TrainState, train_step
 
 __all__ = [
     "BatchPlan",
+    "CSVLogger",
+    "EarlyStopping",
+    "EpochEngine",
     "FitResult",
     "Hook",
+    "JSONLLogger",
+    "KeepBest",
     "Metrics",
+    "NonFiniteError",
+    "NonFiniteWarning",
     "Objective",
     "Remainder",
+    "RestoredParams",
+    "ShardedObjective",
     "StepFn",
+    "StepsPerCall",
+    "StopTraining",
+    "Supervised",
+    "TensorBoardLogger",
     "TrainState",
     "batch_plan",
     "correct_predictions",
@@ -34,7 +54,8 @@ __all__ = [
     "evaluate_objective",
     "every_k_epochs",
     "fit",
-    "run_epoch",
+    "predict",
+    "restore_params",
     "supervised",
     "train_step",
 ]

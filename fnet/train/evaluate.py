@@ -1,4 +1,9 @@
-"""Batched evaluation of a classifier: loss, accuracy and error count over a dataset."""
+"""One evaluator: an objective's metrics over a dataset, in batches, with ``train=False``.
+
+:func:`evaluate_objective` is what ``fit`` runs on its validation set after each epoch;
+:func:`evaluate` is the same computation for a model and a loss, reported as loss,
+accuracy and error count.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +14,95 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
-from fnet.core import AnyModel, as_stateful
+from fnet import distributed
+from fnet.core import AnyModel
 from fnet.losses import softmax_cross_entropy
+from fnet.train.engine import compiled
 from fnet.train.epoch import batched_sums
-from fnet.train.objective import correct_predictions
+from fnet.train.objective import Metrics, Objective, supervised
+from fnet.train.step import sharded_objective
 from fnet.train.validate import check_batch_size, check_xy
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "evaluate_objective"]
 
 
-@partial(jax.jit, static_argnames=("model", "loss_fn", "batch_size"))
-def _sums(params, state, x, y, *, model, loss_fn, batch_size):
-    apply = as_stateful(model).apply
+def _as_float(v: jax.Array) -> jax.Array:
+    v = jnp.asarray(v)
+    return v if jnp.issubdtype(v.dtype, jnp.floating) else v.astype(jnp.float32)
 
+
+@partial(jax.jit, static_argnames=("objective", "batch_size"))
+def _metric_sums(params, state, x, y, *, objective, batch_size):
     def fn(xb, yb):
-        scores, _ = apply(params, state, xb, key=None, train=False)
+        loss, (_, metrics) = objective(params, state, xb, yb, None, train=False)
         b = xb.shape[0]
-        out = {"loss": jnp.asarray(loss_fn(scores, yb)) * b}
-        right = correct_predictions(scores, yb)
-        if right is not None:
-            out["correct"] = jnp.sum(right, dtype=jnp.int32)
-        return out
+        return {k: _as_float(v) * b for k, v in {**metrics, "objective": loss}.items()}
 
     return batched_sums(fn, x, y, batch_size)
+
+
+def evaluate_objective(
+    params: Any,
+    state: Any,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    objective: Objective,
+    batch_size: int,
+    mesh: Mesh | None = None,
+) -> Metrics:
+    """The objective's metrics (and ``"objective"``) averaged over all of ``(x, y)``.
+
+    Calls ``objective(params, state, xb, yb, None, train=False)`` on consecutive batches
+    of ``batch_size`` (the last one smaller if needed; one jitted scan, one batch of
+    activations live) and weights each batch's metrics by its size, so the result is the
+    mean over examples for per-batch-mean metrics. Compiled code is reused for the same
+    objective (by equality), batch size and shapes.
+
+    Args:
+      params, state: the model's params and state (``{}`` for stateless models).
+      x: ``(N, ...)`` inputs. y: ``(N, ...)`` targets.
+      objective: an :class:`~fnet.train.objective.Objective` accepting ``train=``.
+      batch_size: examples per batch, ``1 <= batch_size <= N``.
+      mesh: a ``jax.sharding.Mesh``: each batch is split over its data axis (``x``/``y``
+        and ``params``/``state`` placed with :mod:`fnet.distributed` first).
+
+    Returns:
+      A dict of device scalars (float32 for float32 models), the objective's metrics and
+      ``"objective"`` (the objective's value).
+    """
+    run = compile_evaluation(
+        params, state, x, y, objective=objective, batch_size=batch_size, mesh=mesh
+    )
+    return run(params, state, x, y)
+
+
+def compile_evaluation(
+    params: Any,
+    state: Any,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    objective: Objective,
+    batch_size: int,
+    mesh: Mesh | None = None,
+) -> Callable[[Any, Any, jax.Array, jax.Array], Metrics]:
+    """:func:`evaluate_objective` compiled for these shapes: ``run(params, state, x, y)``.
+
+    ``fit`` compiles its validation pass with it before the first epoch; the executable
+    is cached (a later call with like arguments compiles nothing).
+    """
+    n = x.shape[0]
+    if mesh is not None:
+        objective = sharded_objective(objective, mesh)
+    sums = compiled(_metric_sums, params, state, x, y, objective=objective, batch_size=batch_size)
+
+    def run(params: Any, state: Any, x: jax.Array, y: jax.Array) -> Metrics:
+        return {k: v / n for k, v in sums(params, state, x, y).items()}
+
+    return run
 
 
 def evaluate(
@@ -44,13 +114,15 @@ def evaluate(
     state: Any = None,
     loss_fn: Callable[[jax.Array, jax.Array], jax.Array] = softmax_cross_entropy,
     batch_size: int = 1000,
+    mesh: Mesh | None = None,
 ) -> dict[str, float | int]:
     """Evaluate ``model`` on ``(x, y)`` in batches, with ``train=False``.
 
-    One jitted computation scans over batches of ``batch_size``, so at most one batch of
-    activations is live; when ``N`` is not a multiple of ``batch_size`` the last
-    ``N % batch_size`` examples form one smaller batch, so every example counts exactly
-    once. Compiled code is reused for the same model, loss, batch size and shapes.
+    :func:`evaluate_objective` of ``supervised(model, loss_fn)``: one jitted computation
+    scans over batches of ``batch_size``, so at most one batch of activations is live;
+    when ``N`` is not a multiple of ``batch_size`` the last ``N % batch_size`` examples
+    form one smaller batch, so every example counts exactly once. Compiled code is reused
+    for the same model, loss, batch size and shapes.
 
     Args:
       model: an fnet ``Model`` or ``StatefulModel`` returning scores ``(N, C)``
@@ -60,6 +132,9 @@ def evaluate(
         accepts; then no accuracy is reported).
       loss_fn: ``loss_fn(scores, y) -> mean loss`` (default softmax cross-entropy).
       batch_size: examples per batch (clipped to ``N``).
+      mesh: a ``jax.sharding.Mesh``: the data are copied to its devices and each batch
+        split over its data axis (``batch_size`` then must divide evenly, see
+        :func:`fnet.distributed.check_divisible`).
 
     Returns:
       ``{"loss": float, "accuracy": float, "error_count": int, "n": int}``: the mean
@@ -68,17 +143,27 @@ def evaluate(
 
     Raises:
       ShapeError: ``x``/``y`` lengths differ or are not arrays with a batch axis.
-      ValueError: ``batch_size`` not a positive int.
+      ValueError: ``batch_size`` not a positive int, or not divisible by the mesh's
+        data axis.
     """
     n = check_xy(x, y, "evaluate")
     check_batch_size(batch_size, None, "evaluate")
-    x, y = jnp.asarray(x), jnp.asarray(y)  # on the device once (lists work too)
+    batch_size = min(batch_size, n)
     state = {} if state is None else state
-    sums = _sums(params, state, x, y, model=model, loss_fn=loss_fn, batch_size=min(batch_size, n))
-    sums = jax.device_get(sums)
-    out: dict[str, float | int] = {"loss": float(np.float64(sums["loss"]) / n)}
-    if "correct" in sums:
-        right = int(sums["correct"])
+    if mesh is None:
+        x, y = jnp.asarray(x), jnp.asarray(y)  # on the device once (lists work too)
+    else:
+        distributed.check_divisible(batch_size, mesh)
+        x, y = distributed.place_data((jnp.asarray(x), jnp.asarray(y)), mesh)
+        params, state = distributed.replicate((params, state), mesh)
+    objective = supervised(model, loss_fn)
+    means = evaluate_objective(
+        params, state, x, y, objective=objective, batch_size=batch_size, mesh=mesh
+    )
+    means = jax.device_get(means)
+    out: dict[str, float | int] = {"loss": float(np.float64(means["loss"]))}
+    if "accuracy" in means:
+        right = int(np.rint(np.float64(means["accuracy"]) * n))
         out["accuracy"] = right / n
         out["error_count"] = n - right
     out["n"] = n

@@ -1,25 +1,29 @@
-"""``fit``: train for a number of epochs, each epoch one compiled XLA computation."""
+"""``fit``: train for a number of epochs; how each epoch is compiled and run is
+:class:`fnet.train.engine.EpochEngine`."""
 
 from __future__ import annotations
 
 import inspect
 import os
 import time
+import warnings
 from collections.abc import Sequence
-from typing import Any, NamedTuple, TextIO
+from typing import Any, Literal, NamedTuple, TextIO
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh
 
 from fnet import distributed
-from fnet.train import resume
-from fnet.train.epoch import REMAINDERS, Remainder, batch_plan, evaluate_objective, run_epoch
-from fnet.train.hooks import Hook
+from fnet.train.engine import EpochEngine, StepsPerCall
+from fnet.train.epoch import REMAINDERS, Remainder, batch_plan
+from fnet.train.evaluate import compile_evaluation
+from fnet.train.guard import NonFiniteError, NonFiniteWarning, all_finite, describe_nonfinite
+from fnet.train.hooks import Hook, StopTraining, takes_history
 from fnet.train.objective import Objective
 from fnet.train.progress import ProgressBar, progress_enabled
+from fnet.train.resume import FitCheckpoints, Resume, model_description, run_fingerprint
 from fnet.train.step import TrainState
 from fnet.train.validate import check_batch_size, check_xy
 
@@ -40,22 +44,18 @@ class FitResult(NamedTuple):
     - ``val_<metric>`` (with ``validation``): metrics on the validation set after the
       epoch, ``train=False``;
     - ``epoch_time``: seconds of the training epoch alone (compiled call until done);
-    - ``wall_time``: cumulative seconds since the first epoch began, validation and hooks
-      included, compilation excluded;
+    - ``wall_time``: cumulative seconds since the first epoch began, up to the end of
+      this epoch's validation (hooks of earlier epochs included), compilation excluded;
 
-    and one scalar, ``compile_time``: seconds spent tracing and compiling before the first
-    epoch (near 0 when a previous ``fit`` call compiled the same computation).
+    one scalar, ``compile_time``: seconds spent tracing and compiling before the first
+    epoch (near 0 when a previous ``fit`` call compiled the same computation); and, when
+    a hook stopped training, ``stopped``: its reason (a string).
     """
 
     params: Any
     state: Any
     opt_state: Any
     history: dict[str, Any]
-
-
-def _copy_tree(tree: Any) -> Any:
-    """Fresh device buffers for every leaf, so donation never deletes the caller's arrays."""
-    return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
 
 
 def _takes_train(objective: Objective) -> bool:
@@ -107,27 +107,39 @@ def fit(
     progress: bool | TextIO = True,
     on_epoch_end: Hook | Sequence[Hook] | None = None,
     mesh: Mesh | None = None,
+    steps_per_call: StepsPerCall = "auto",
     checkpoint_dir: str | os.PathLike[str] | None = None,
     every: int = 1,
     keep: int | None = 3,
+    resume: Resume = "auto",
+    extra: dict[str, Any] | None = None,
+    on_nonfinite: Literal["raise", "warn"] = "raise",
 ) -> FitResult:
     """Minimise ``objective`` with ``optimizer`` for ``epochs`` epochs of mini-batches.
 
-    Each epoch is ONE compiled call (:func:`~fnet.train.epoch.run_epoch`): an on-device
-    permutation of the ``N`` examples (from ``fold_in(key, epoch)``), split into batches
-    of ``batch_size`` and a ``lax.scan`` of the train step; the train state's buffers are
-    donated, the data are put on the device once per ``fit``, and nothing runs on the
-    host between steps. ``batch_size=1`` is SGD, ``batch_size=N`` full-batch descent;
-    both go through the same code. Tracing and compiling happen once, before the first
-    epoch; a later ``fit`` with the same ``objective`` and ``optimizer`` objects, batch
-    size, remainder and data shapes reuses the compiled code.
+    Epoch ``e`` shuffles the ``N`` examples on the device (a permutation from
+    ``fold_in(key, e)``), splits them into batches of ``batch_size`` and runs one
+    optimizer step per batch, with no host work between steps; the metrics are summed on
+    the device. How many steps one compiled call runs is ``steps_per_call``
+    (:mod:`fnet.train.engine`): the whole epoch as one ``lax.scan``, or chunks of
+    unrolled steps for convolutional models on CPU. ``batch_size=1`` is SGD,
+    ``batch_size=N`` full-batch descent; both go through the same code.
 
-    The same ``key`` gives bit-identical results on the same device and backend (CPU).
+    Tracing and compiling happen once, before the first epoch; a later ``fit`` with an
+    equal ``objective`` (``supervised(...)`` objectives compare by value), the same
+    ``optimizer`` object, batch size, remainder, driver and data shapes reuses the
+    compiled code (no trace, no compile). Arrays already on the device are used as they
+    are (not copied); the caller's ``params``/``state``/``opt_state`` stay valid.
+
+    The same ``key`` gives bit-identical results on the same device and backend (CPU)
+    for the same ``steps_per_call``; other drivers run the same steps on the same batches
+    with the same keys and agree bit for bit for MLPs (and across int ``steps_per_call``
+    for convnets), else to float rounding (``docs/design.md``).
 
     Args:
       objective: ``objective(params, state, x, y, key) -> (loss, (new_state, metrics))``,
         e.g. ``supervised(model, softmax_cross_entropy)``.
-      params: initial params (not modified; ``fit`` copies them).
+      params: initial params (not modified).
       optimizer: an optax ``GradientTransformation`` (``optax.sgd(0.1)``,
         ``optax.sgd(0.01, momentum=0.9)``, ``optax.adam(1e-3)``, ...).
       x: ``(N, ...)`` inputs. y: ``(N, ...)`` targets (e.g. ``(N,)`` int class ids).
@@ -138,20 +150,29 @@ def fit(
       opt_state: optimizer state to continue from (``None`` -> ``optimizer.init``).
       remainder: what to do with the ``N % B`` examples left over by full batches.
         ``"keep"`` (default): they form one smaller last batch, its own optimizer step
-        with the mean gradient over that batch (compiled into the same epoch
-        computation), so an epoch is every example exactly once. ``"drop"``: every epoch
-        skips them (a different random subset each epoch) and has ``N // B`` equal
-        steps.
+        with the mean gradient over that batch, so an epoch is every example exactly
+        once. For a model with state (non-empty ``state``, e.g. BatchNorm, whose
+        training-mode output on a single example is its offset whatever the input) a
+        remainder of ONE example is instead merged into the last full batch, which then
+        has ``B + 1`` examples (``N // B`` steps in all, every example still once).
+        ``"drop"``: every epoch skips them (a different random subset each epoch) and
+        has ``N // B`` equal steps.
       validation: optional ``(x_val, y_val)``; after each epoch the objective's metrics
         are computed on it with ``train=False`` (the objective must accept ``train=``).
       eval_batch_size: batch size for the validation pass (clipped to its size).
       progress: ``True``: a tqdm bar updated once per epoch with loss/accuracy, shown only
         on a terminal or in Jupyter; ``False``: none; a file object: always, there.
-      on_epoch_end: a hook or list of hooks ``hook(epoch, params, state)`` called after
-        each epoch (1-based ``epoch``); wrap with :func:`fnet.train.every_k_epochs` for every k
-        epochs. The arrays are valid until the next epoch starts (their buffers are then
-        donated): copy what you keep, e.g. ``jax.device_get(params)``. Return values are
-        ignored.
+      on_epoch_end: a hook or list of hooks ``hook(epoch, params, state)`` called in
+        order after each epoch (1-based ``epoch``); a hook with a keyword ``history`` also
+        gets the history so far (this epoch included). Wrap with
+        :func:`fnet.train.every_k_epochs` for every k epochs. The arrays stay valid
+        (nothing is donated). A hook returning :class:`~fnet.train.hooks.StopTraining`
+        stops ``fit`` after this epoch (the remaining hooks still run, the checkpoint is
+        saved, ``history["stopped"]`` holds the reason, and its ``params``/``state``, if
+        given, are returned); other return values are ignored. Ready-made:
+        :class:`~fnet.train.EarlyStopping`, :class:`~fnet.train.KeepBest`,
+        :class:`~fnet.train.JSONLLogger`, :class:`~fnet.train.CSVLogger`,
+        :class:`~fnet.train.TensorBoardLogger`.
       mesh: a ``jax.sharding.Mesh`` for data parallelism (:mod:`fnet.distributed`,
         ``docs/parallel.md``): every step's batch is split over the mesh's ``"data"``
         axis, params/state/optimizer state are replicated (large matrices split over a
@@ -159,15 +180,45 @@ def fit(
         (global arrays sharded across hosts are used as they are) and XLA all-reduces
         the gradients. ``batch_size`` must be divisible by the data-axis size. Same
         results as without a mesh, up to the order of float additions.
-      checkpoint_dir: save a checkpoint (:mod:`fnet.checkpoint`, step = epochs done)
-        every ``every`` epochs and after the last one, and RESUME from the latest
-        checkpoint there if there is one: its params, state, optimizer state and history
-        replace ``params``/``state``/``opt_state``, and training continues at the next
-        epoch up to ``epochs`` in total. With the same ``key`` the result is
-        bit-identical (on CPU) to an uninterrupted run. A checkpoint of another model,
-        optimizer, key, ``N``, ``batch_size`` or ``remainder`` raises ``CheckpointError``.
+      steps_per_call: how many optimizer steps one compiled call runs. ``"auto"``
+        (default): ``fnet.train.engine.AUTO_CHUNK`` step(s) per call when the
+        backend is CPU and the step has a convolution or pooling window (XLA:CPU runs
+        those several times slower inside a loop), else ``"epoch"``. ``"epoch"``: the
+        whole epoch in one call (a ``lax.scan``). An int ``K >= 1``: ``K`` unrolled steps
+        per call (compile time grows with ``K``). The same steps, batches and keys
+        whatever the choice (see above for the bits); each distinct chunk (the last one
+        included) compiles once.
+      checkpoint_dir: save a checkpoint (:mod:`fnet.checkpoint`, step = epochs done;
+        layout in :mod:`fnet.train.resume`) every ``every`` epochs and after the last
+        one, and RESUME from the latest checkpoint there if it is of the same run: its
+        params, state, optimizer state and history replace ``params``/``state``/
+        ``opt_state``, one line ``fit: resuming from epoch 3 of 10 (DIR)`` goes to
+        stderr, and training continues at the next epoch up to ``epochs`` in total.
+        With the same ``key`` the result is bit-identical (on CPU) to an uninterrupted
+        run. "The same run" is checked with a fingerprint stored in the checkpoint:
+        model (layer kinds, configuration and code), objective, optimizer
+        hyperparameters (read from its closures and ``optax.inject_hyperparams`` state),
+        data shapes and dtypes, ``batch_size``, ``remainder``, ``key`` and ``extra``
+        (:func:`~fnet.train.resume.run_fingerprint`; the data VALUES are not compared).
+        ``epochs`` may grow between calls; ``steps_per_call`` and ``mesh`` may change.
       every: save every ``every`` epochs (with ``checkpoint_dir``).
-      keep: keep the newest ``keep`` checkpoints (``None``: all).
+      keep: keep the newest ``keep`` checkpoints of this run (``None``: all), and always
+        the newest one with finite loss and params; checkpoints of another run are never
+        deleted.
+      resume: what to do with a checkpoint of ANOTHER run in ``checkpoint_dir``:
+        ``"auto"`` (default) raises ``CheckpointError`` naming the differences;
+        ``"force"`` resumes it anyway (printing the differences; the shapes must still
+        match); ``"fresh"`` starts at epoch 0 and deletes that directory's checkpoints
+        (only ones written by ``fit``) when the first new one is saved.
+      extra: a JSON-serialisable dict stored in every checkpoint (e.g. the model's
+        constructor arguments, for rebuilding it), returned by
+        :func:`~fnet.train.restore_params`; part of the fingerprint.
+      on_nonfinite: ``"raise"`` (default): the first epoch whose loss/metrics or params
+        are NaN or infinite raises :class:`~fnet.train.NonFiniteError` (naming the epoch
+        and its steps) before hooks run or a checkpoint is saved for it, so the newest
+        checkpoint stays the last finite one; the error carries ``history`` (that epoch
+        included) and ``result`` (the :class:`FitResult` after the last finite epoch).
+        ``"warn"``: a :class:`~fnet.train.NonFiniteWarning` per such epoch, and go on.
 
     Returns:
       :class:`FitResult` ``(params, state, opt_state, history)``.
@@ -177,8 +228,12 @@ def fit(
         axis; the loss's ShapeError/LabelError for targets of the wrong rank or dtype
         (raised while tracing, before compiling).
       ValueError: ``batch_size`` not in ``[1, N]`` or not divisible by the mesh's data
-        axis, bad ``epochs``, ``remainder``, ``every`` or ``keep``.
-      CheckpointError: ``checkpoint_dir`` holds a checkpoint of another run (see above).
+        axis, bad ``epochs``, ``remainder``, ``steps_per_call``, ``every``, ``keep``,
+        ``resume``, ``on_nonfinite``, or an ``extra`` that is not JSON-serialisable.
+      CheckpointError: ``checkpoint_dir`` holds a checkpoint of another run (the
+        differences are named), one not written by ``fit``, or a run that already
+        trained more than ``epochs`` epochs. Raised before anything on disk changes.
+      NonFiniteError: a non-finite epoch with ``on_nonfinite="raise"`` (see above).
     """
     n = check_xy(x, y, "fit")
     batch_size = check_batch_size(batch_size, n, "fit")
@@ -193,22 +248,33 @@ def fit(
                 "fit: validation needs an objective that accepts the keyword `train` "
                 "(objective(params, state, x, y, key, *, train=True)); `supervised` does"
             )
+    if on_nonfinite not in ("raise", "warn"):
+        raise ValueError(f"fit: on_nonfinite must be 'raise' or 'warn', got {on_nonfinite!r}")
     if on_epoch_end is None:
         hooks: list[Hook] = []
     elif callable(on_epoch_end):
         hooks = [on_epoch_end]
     else:
         hooks = list(on_epoch_end)
-    plan = batch_plan(n, batch_size, remainder)
+    with_history = [takes_history(h) for h in hooks]
+    ts = TrainState.create(params, optimizer, state=state, opt_state=opt_state)
+    plan = batch_plan(n, batch_size, remainder, merge_single=bool(jax.tree.leaves(ts.state)))
+    engine = EpochEngine(objective, optimizer, plan, steps_per_call=steps_per_call, mesh=mesh)
     history: dict[str, Any] = {
         "epoch": [], "steps": [], "examples_seen": [], "epoch_time": [], "wall_time": [],
         "compile_time": 0.0,
     }  # fmt: skip
-    ts = TrainState.create(params, optimizer, state=state, opt_state=opt_state)
-    done, config = 0, resume.fit_config(n, batch_size, remainder)
+    done, ckpts = 0, None
     if checkpoint_dir is not None:
-        resume.check_every(every, keep)
-        done, ts, saved_history = resume.restore(checkpoint_dir, ts, key, config)
+        fingerprint = run_fingerprint(
+            objective, optimizer, ts.opt_state, x, y,
+            batch_size=batch_size, remainder=remainder, key=key, extra=extra,
+        )  # fmt: skip
+        ckpts = FitCheckpoints(
+            checkpoint_dir, fingerprint, epochs=epochs, every=every, keep=keep,
+            resume=resume, model=model_description(objective), extra=extra,
+        )  # fmt: skip
+        done, ts, saved_history = ckpts.restore(ts, key)
         history = saved_history or history
     if mesh is not None:
         distributed.check_divisible(batch_size, mesh)
@@ -216,43 +282,41 @@ def fit(
         ts = jax.device_put(ts) if done else ts
         return FitResult(ts.params, ts.state, ts.opt_state, history)
 
-    ts = _copy_tree(ts)
-    if mesh is None:
-        x, y = jax.device_put(x), jax.device_put(y)
-        train_objective, epoch_fn = objective, run_epoch
-    else:  # the same epoch computation; shardings fixed at the jit boundary
+    if mesh is None:  # arrays already on the device are used as they are (no copy)
+        ts, x, y, key = jax.device_put((ts, x, y, key))
+    else:
         ts, key = distributed.place(ts, mesh), distributed.replicate(key, mesh)
-        x, y = distributed.place_data(x, mesh), distributed.place_data(y, mesh)
-        train_objective = distributed.ShardedObjective(objective, distributed.as_auto(mesh))
-        epoch_fn = distributed.epoch_fn(mesh, ts)
-    static = dict(objective=train_objective, optimizer=optimizer, batch_size=batch_size,
-                  remainder=remainder)  # fmt: skip
-    t0 = time.perf_counter()
-    epoch_fn.lower(ts, x, y, key, np.int32(0), **static).compile()
+        x, y = distributed.place_data((x, y), mesh)
+    compile_time = engine.compile(ts, x, y, key)
     if validation is not None:
         x_val, y_val = jax.device_put(validation[0]), jax.device_put(validation[1])
         if mesh is not None:
             x_val, y_val = distributed.place_data((x_val, y_val), mesh)
-        val_static = dict(objective=objective, batch_size=min(eval_batch_size, n_val))
-        evaluate_objective.lower(ts.params, ts.state, x_val, y_val, **val_static).compile()
-    history["compile_time"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        val_fn = compile_evaluation(
+            ts.params, ts.state, x_val, y_val, objective=objective,
+            batch_size=min(eval_batch_size, n_val), mesh=mesh,
+        )  # fmt: skip
+        compile_time += time.perf_counter() - t0
+    history["compile_time"] = compile_time
 
-    weights = np.asarray(plan.weights(), np.float64)
     start = time.perf_counter() - (history["wall_time"][-1] if history["wall_time"] else 0.0)
+    stop: StopTraining | None = None
     with ProgressBar(epochs - done, progress_enabled(progress)) as bar:
         for epoch in range(done, epochs):
+            last_good = ts  # nothing is donated: the state before this epoch stays valid
             t = time.perf_counter()
-            ts, step_metrics = epoch_fn(ts, x, y, key, np.int32(epoch), **static)
-            step_metrics = jax.device_get(jax.block_until_ready(step_metrics))
+            ts, sums = engine(ts, x, y, key, epoch)
+            train = engine.means(sums)  # waits for the epoch (the sums come last)
             jax.block_until_ready(ts)
             history["epoch_time"].append(time.perf_counter() - t)
-            train = {
-                k: float(np.dot(np.asarray(v, np.float64), weights) / weights.sum())
-                for k, v in step_metrics.items()
-            }
+            problem = describe_nonfinite(
+                epoch + 1, train, bool(all_finite(ts.params)), bool(all_finite(ts.state)),
+                steps=(epoch * plan.n_steps + 1, (epoch + 1) * plan.n_steps),
+            )  # fmt: skip
             val: dict[str, float] = {}
-            if validation is not None:
-                val_metrics = evaluate_objective(ts.params, ts.state, x_val, y_val, **val_static)
+            if validation is not None and not (problem and on_nonfinite == "raise"):
+                val_metrics = val_fn(ts.params, ts.state, x_val, y_val)
                 val = {k: float(v) for k, v in jax.device_get(val_metrics).items()}
             for k, v in train.items():
                 history.setdefault(f"train_{k}", []).append(v)
@@ -261,10 +325,57 @@ def fit(
             history["epoch"].append(epoch + 1)
             history["steps"].append((epoch + 1) * plan.n_steps)
             history["examples_seen"].append((epoch + 1) * plan.examples)
-            for hook in hooks:
-                hook(epoch + 1, ts.params, ts.state)
             history["wall_time"].append(time.perf_counter() - start)
-            if checkpoint_dir is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
-                resume.save(checkpoint_dir, epoch + 1, ts, key, history, config, keep=keep)
+            if problem is not None:
+                if on_nonfinite == "raise":
+                    raise _nonfinite_error(
+                        problem, epoch, plan.n_steps, history, last_good, ckpts is not None
+                    )
+                warnings.warn(f"fit: non-finite values in {problem}", NonFiniteWarning,
+                              stacklevel=2)  # fmt: skip
+            for hook, wants_history in zip(hooks, with_history, strict=True):
+                if wants_history:
+                    signal = hook(epoch + 1, ts.params, ts.state, history=history)
+                else:
+                    signal = hook(epoch + 1, ts.params, ts.state)
+                if isinstance(signal, StopTraining) and stop is None:
+                    stop = signal
+            if stop is not None:
+                history["stopped"] = stop.reason
+            if ckpts is not None and (ckpts.due(epoch + 1) or stop is not None):
+                reason = None if stop is None else stop.reason
+                ckpts.save(epoch + 1, ts, key, history, finite=problem is None, stopped=reason)
             bar.update(_postfix(train, val))
-    return FitResult(ts.params, ts.state, ts.opt_state, history)
+            if stop is not None:
+                break
+    params, state = ts.params, ts.state
+    if stop is not None and stop.params is not None:
+        params = stop.params
+        state = state if stop.state is None else stop.state
+    return FitResult(params, state, ts.opt_state, history)
+
+
+def _nonfinite_error(
+    problem: str,
+    epoch: int,
+    n_steps: int,
+    history: dict[str, Any],
+    last_good: TrainState,
+    checkpointing: bool,
+) -> NonFiniteError:
+    before = {k: (v[:-1] if isinstance(v, list) else v) for k, v in history.items()}
+    kept = (
+        " The checkpoint directory keeps the last finite epoch's checkpoint."
+        if checkpointing
+        else ""
+    )
+    return NonFiniteError(
+        f"fit: training diverged: non-finite values in {problem}.{kept} Lower the learning "
+        "rate, check the inputs' scale (standardise them) or the loss, or pass "
+        "on_nonfinite='warn' to train on. The error's .result holds the params after "
+        f"epoch {epoch} (the last finite one) and .history the metrics so far.",
+        epoch=epoch + 1,
+        steps=(epoch * n_steps + 1, (epoch + 1) * n_steps),
+        history=history,
+        result=FitResult(last_good.params, last_good.state, last_good.opt_state, before),
+    )

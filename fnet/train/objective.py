@@ -13,6 +13,7 @@ training; validation inside ``fit`` calls ``objective(..., key=None, train=False
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
 
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 from fnet.core import AnyModel, as_stateful, is_stateful
 from fnet.metrics import accuracy
 
-__all__ = ["Metrics", "Objective", "correct_predictions", "supervised"]
+__all__ = ["Metrics", "Objective", "Supervised", "correct_predictions", "supervised"]
 
 Metrics: TypeAlias = dict[str, jax.Array]
 
@@ -61,12 +62,49 @@ def correct_predictions(scores: jax.Array, labels: jax.Array) -> jax.Array | Non
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Supervised:
+    """The objective :func:`supervised` returns (a frozen dataclass, compared by value).
+
+    Two ``supervised(model, loss_fn)`` calls with the same model, loss and options are
+    equal and hash alike, so ``fit``/``evaluate`` reuse the code compiled for the first.
+    """
+
+    model: AnyModel
+    loss_fn: Callable[[jax.Array, jax.Array], jax.Array]
+    penalty: Callable[[Any], jax.Array] | None = None
+    accuracy: bool = True
+
+    def __call__(self, params, state, x, y, key, *, train: bool = True):
+        if is_stateful(self.model) and not jax.tree.leaves(state):
+            raise ValueError(
+                "supervised: this model has state (e.g. BatchNorm running statistics); pass "
+                "the state from `_, params, state = model.init(...)` (fit(..., state=state))"
+            )
+        scores, new_state = as_stateful(self.model).apply(params, state, x, key=key, train=train)
+        data_loss = self.loss_fn(scores, y)
+        metrics: Metrics = {"loss": data_loss}
+        if self.accuracy:
+            right = correct_predictions(scores, y)
+            if right is not None:
+                metrics["accuracy"] = (
+                    accuracy(scores, y) if scores.ndim == 2 else jnp.mean(right.astype(jnp.float32))
+                )
+        loss = data_loss
+        if self.penalty is not None:
+            pen = jnp.asarray(self.penalty(params))
+            metrics["penalty"] = pen
+            loss = loss + pen.astype(loss.dtype)
+        return loss, (new_state, metrics)
+
+
 def supervised(
     model: AnyModel,
     loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
     *,
     penalty: Callable[[Any], jax.Array] | None = None,
-) -> Objective:
+    accuracy: bool = True,
+) -> Supervised:
     """The supervised objective ``loss_fn(model(x), y) + penalty(params)``.
 
     Runs ``as_stateful(model).apply(params, state, x, key=key, train=train)``, so plain
@@ -79,35 +117,15 @@ def supervised(
         (e.g. ``fnet.losses.softmax_cross_entropy``).
       penalty: optional ``penalty(params) -> scalar`` added to the loss (include its
         strength: ``lambda p: 1e-3 * l2(p)``).
+      accuracy: report the ``"accuracy"`` metric (default). ``False`` saves its argmax and
+        comparison in every training step (``fit`` then reports no ``train_accuracy``).
 
     Returns:
-      An :class:`Objective` whose metrics are ``"loss"`` (the data loss, without the
-      penalty), ``"accuracy"`` (float32; only for integer class labels ``(B,)`` with
-      ``(B, C)`` scores, or ``±1`` labels with ``(B,)`` scores) and ``"penalty"`` (when
-      given). ``fit`` adds ``"objective"`` (data loss + penalty).
+      A :class:`Supervised` objective whose metrics are ``"loss"`` (the data loss,
+      without the penalty), ``"accuracy"`` (float32; with ``accuracy=True`` and only for
+      integer class labels ``(B,)`` with ``(B, C)`` scores, or ``±1`` labels with ``(B,)``
+      scores) and ``"penalty"`` (when given). ``fit`` adds ``"objective"`` (data loss +
+      penalty; equal to ``"loss"`` without a penalty). Equal arguments give equal
+      objectives (compiled code is shared).
     """
-    stateful = as_stateful(model)
-    has_state = is_stateful(model)
-
-    def objective(params, state, x, y, key, *, train: bool = True):
-        if has_state and not jax.tree.leaves(state):
-            raise ValueError(
-                "supervised: this model has state (e.g. BatchNorm running statistics); pass "
-                "the state from `_, params, state = model.init(...)` (fit(..., state=state))"
-            )
-        scores, new_state = stateful.apply(params, state, x, key=key, train=train)
-        data_loss = loss_fn(scores, y)
-        metrics: Metrics = {"loss": data_loss}
-        right = correct_predictions(scores, y)
-        if right is not None:
-            metrics["accuracy"] = (
-                accuracy(scores, y) if scores.ndim == 2 else jnp.mean(right.astype(jnp.float32))
-            )
-        loss = data_loss
-        if penalty is not None:
-            pen = jnp.asarray(penalty(params))
-            metrics["penalty"] = pen
-            loss = loss + pen.astype(loss.dtype)
-        return loss, (new_state, metrics)
-
-    return objective
+    return Supervised(model, loss_fn, penalty, accuracy)

@@ -1,28 +1,33 @@
-"""The per-epoch progress bar of ``fit`` (tqdm), off when nobody can see it."""
+"""The per-epoch progress bar of ``fit``: tqdm, off when nobody can see it.
+
+Whether to draw is tqdm's own rule: ``tqdm.auto`` (a notebook widget inside Jupyter, text
+elsewhere) with ``disable=None``, which turns the bar off when the stream is not a
+terminal, so logs and CI stay clean.
+"""
 
 from __future__ import annotations
 
-import sys
 from typing import Any, TextIO
 
-from tqdm import tqdm
+from tqdm import tqdm as text_tqdm
+from tqdm.auto import tqdm as auto_tqdm
 
 __all__ = ["ProgressBar", "progress_enabled"]
 
 
-def progress_enabled(progress: bool | TextIO) -> TextIO | None:
-    """Where to draw the bar, or ``None`` for no bar.
+def progress_enabled(progress: bool | TextIO | None) -> bool | TextIO | None:
+    """Check ``fit``'s ``progress=`` argument and return the setting for :class:`ProgressBar`.
 
-    ``False``: none. ``True``: ``sys.stderr`` if it is a terminal or we run inside a
-    Jupyter kernel, else none (logs and CI stay clean). A file object: always, there.
+    ``False`` or ``None``: no bar (returns ``None``). ``True``: a bar on ``sys.stderr``
+    when it is a terminal or inside Jupyter (tqdm's ``disable=None``), else none. A file
+    object (anything with ``write``): always a bar, there.
+
+    Raises:
+      TypeError: anything else.
     """
     if progress is False or progress is None:
         return None
-    if progress is True:
-        stream = sys.stderr
-        interactive = "ipykernel" in sys.modules or bool(getattr(stream, "isatty", lambda: False)())
-        return stream if interactive else None
-    if hasattr(progress, "write"):
+    if progress is True or hasattr(progress, "write"):
         return progress
     raise TypeError(f"progress must be True, False or a file object, got {progress!r}")
 
@@ -31,13 +36,17 @@ class ProgressBar:
     """A bar of ``total`` epochs updated once per epoch with the latest metrics.
 
     Updates happen on the host between compiled epochs, so they never split an epoch.
-    A no-op when ``file`` is ``None``.
+    ``setting`` is what :func:`progress_enabled` returns: ``None`` (no bar, every method
+    is a no-op), ``True`` (``tqdm.auto`` with ``disable=None``) or a file object.
     """
 
-    def __init__(self, total: int, file: TextIO | None, desc: str = "fit") -> None:
+    def __init__(self, total: int, setting: bool | TextIO | None, desc: str = "fit") -> None:
         self._bar: Any = None
-        if file is not None:
-            self._bar = tqdm(total=total, desc=desc, unit="epoch", file=file, leave=True)
+        kwargs: dict[str, Any] = dict(total=total, desc=desc, unit="epoch", leave=True)
+        if setting is True:
+            self._bar = auto_tqdm(disable=None, **kwargs)
+        elif setting is not None and setting is not False:
+            self._bar = text_tqdm(file=setting, **kwargs)
 
     def update(self, postfix: dict[str, float]) -> None:
         """Advance one epoch and show ``postfix`` (e.g. ``{"loss": 0.1, "acc": 0.97}``)."""

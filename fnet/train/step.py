@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
 
+from fnet import distributed
 from fnet.train.objective import Metrics, Objective
 
-__all__ = ["StepFn", "TrainState", "train_step"]
+__all__ = ["ShardedObjective", "StepFn", "TrainState", "sharded_objective", "train_step"]
 
 
 class TrainState(NamedTuple):
@@ -51,15 +54,49 @@ class TrainState(NamedTuple):
 StepFn = Callable[[TrainState, jax.Array, jax.Array, Any], tuple[TrainState, Metrics]]
 
 
-def make_step(objective: Objective, optimizer: optax.GradientTransformation) -> StepFn:
-    """The un-jitted pure step (what ``fit`` scans over); see :func:`train_step`."""
+@dataclasses.dataclass(frozen=True)
+class ShardedObjective:
+    """An objective whose batch is split over the data axis of ``mesh`` at every step.
+
+    ``ShardedObjective(objective, mesh)(params, state, x, y, key, **kw)`` constrains
+    ``x`` and ``y`` with :func:`fnet.distributed.constrain_batch` and calls ``objective``.
+    Frozen and compared by value, so two wrappers of the same objective on the same mesh
+    hit the same compiled code.
+    """
+
+    objective: Callable[..., Any]
+    mesh: Mesh
+
+    def __call__(self, params: Any, state: Any, x: Any, y: Any, key: Any, **kwargs: Any):
+        x, y = distributed.constrain_batch((x, y), self.mesh)
+        return self.objective(params, state, x, y, key, **kwargs)
+
+
+def sharded_objective(objective: Objective, mesh: Mesh) -> ShardedObjective:
+    """``objective`` with each batch split over ``mesh``'s data axis (:class:`ShardedObjective`)."""
+    return ShardedObjective(objective, distributed.as_auto(mesh))
+
+
+def make_step(
+    objective: Objective,
+    optimizer: optax.GradientTransformation,
+    *,
+    dedupe_objective: bool = False,
+) -> StepFn:
+    """The un-jitted pure step (what ``fit`` runs); see :func:`train_step`.
+
+    With ``dedupe_objective``, the ``"objective"`` metric is left out when the objective's
+    ``"loss"`` metric is the very value differentiated (no penalty): ``fit`` then reports
+    one as the other instead of carrying the same number twice.
+    """
     grad_fn = jax.value_and_grad(objective, has_aux=True)
 
     def step(ts: TrainState, x, y, key) -> tuple[TrainState, Metrics]:
         (loss, (new_state, metrics)), grads = grad_fn(ts.params, ts.state, x, y, key)
         updates, opt_state = optimizer.update(grads, ts.opt_state, ts.params)
         params = optax.apply_updates(ts.params, updates)
-        metrics = {**metrics, "objective": loss}
+        if not (dedupe_objective and metrics.get("loss") is loss):
+            metrics = {**metrics, "objective": loss}
         return TrainState(params, new_state, opt_state, ts.step + 1), metrics
 
     return step
@@ -71,6 +108,7 @@ def train_step(
     *,
     jit: bool = True,
     donate: bool = False,
+    mesh: Mesh | None = None,
 ) -> StepFn:
     """A pure train step ``step(train_state, x, y, key) -> (train_state, metrics)``.
 
@@ -86,13 +124,30 @@ def train_step(
       jit: return ``jax.jit(step)`` (default) or the plain pure function.
       donate: with ``jit``, donate the input ``train_state``'s buffers (use only as
         ``ts, m = step(ts, ...)``: the old ``ts`` is invalid afterwards).
+      mesh: a ``jax.sharding.Mesh`` for data parallelism (``docs/parallel.md``): each
+        batch is split over the mesh's data axis, and the new train state keeps
+        :func:`fnet.distributed.param_shardings` (place the initial one with
+        :func:`fnet.distributed.place`; on several hosts pass global batches from
+        :func:`fnet.distributed.global_batch`). Needs ``jit``.
 
     Returns:
       ``step(train_state, x, y, key)``: ``x`` ``(B, ...)``, ``y`` ``(B, ...)`` one batch,
       ``key`` a PRNG key (for dropout). ``metrics`` are the objective's metrics plus
       ``"objective"`` (the differentiated loss), all scalars.
     """
-    step = make_step(objective, optimizer)
+    if mesh is None:
+        step = make_step(objective, optimizer)
+        if not jit:
+            return step
+        return jax.jit(step, donate_argnums=(0,) if donate else ())
     if not jit:
-        return step
-    return jax.jit(step, donate_argnums=(0,) if donate else ())
+        raise ValueError("train_step: mesh= needs jit=True (shardings are fixed by jax.jit)")
+    mesh = distributed.as_auto(mesh)
+    inner = make_step(sharded_objective(objective, mesh), optimizer)
+
+    def sharded_step(ts: TrainState, x, y, key) -> tuple[TrainState, Metrics]:
+        ts, metrics = inner(ts, x, y, key)
+        ts = jax.lax.with_sharding_constraint(ts, distributed.param_shardings(ts, mesh))
+        return ts, jax.lax.with_sharding_constraint(metrics, distributed.replicated(mesh))
+
+    return jax.jit(sharded_step, donate_argnums=(0,) if donate else ())

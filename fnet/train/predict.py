@@ -1,0 +1,89 @@
+"""Batched prediction: a model's outputs for a whole dataset, one batch live at a time."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from fnet.core import AnyModel, as_stateful, is_stateful
+from fnet.errors import ShapeError
+from fnet.train.validate import check_batch_size
+
+__all__ = ["predict"]
+
+
+@partial(jax.jit, static_argnames=("model", "batch_size"))
+def _predict(params: Any, state: Any, x: jax.Array, *, model: AnyModel, batch_size: int) -> Any:
+    apply = as_stateful(model).apply
+    n = x.shape[0]
+    steps, tail = divmod(n, batch_size)
+
+    def run(xb):
+        out, _ = apply(params, state, xb, key=None, train=False)
+        return out
+
+    parts = []
+    if steps:
+
+        def body(_, i):
+            return None, run(lax.dynamic_slice_in_dim(x, i * batch_size, batch_size))
+
+        _, stacked = lax.scan(body, None, jnp.arange(steps, dtype=jnp.int32))
+        parts.append(jax.tree.map(lambda s: s.reshape((steps * batch_size, *s.shape[2:])), stacked))
+    if tail:
+        parts.append(run(x[steps * batch_size :]))
+    if len(parts) == 1:
+        return parts[0]
+    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), *parts)
+
+
+def predict(
+    model: AnyModel,
+    params: Any,
+    x: Any,
+    *,
+    state: Any = None,
+    batch_size: int = 1000,
+) -> Any:
+    """The model's outputs ``model.apply(params, x, train=False)`` for all ``N`` examples.
+
+    One jitted computation scans ``model.apply`` over consecutive batches of
+    ``batch_size`` examples (the last ``N % batch_size`` form one smaller batch, no
+    padding), so at most one batch of activations is live; the outputs are concatenated
+    along the first axis. Equal to ``model.apply(params, x)`` up to float rounding of the
+    batched kernels (exactly equal for per-example layers on CPU). Compiled code is
+    reused for the same model, batch size and shapes. A ``StatefulModel``'s state is
+    read, not updated (``train=False``: BatchNorm uses its running statistics).
+
+    Args:
+      model: an fnet ``Model`` or ``StatefulModel``.
+      params: its params. state: its state (``None`` -> ``{}``; needed for stateful models).
+      x: ``(N, ...)`` inputs (array-like; put on the device once).
+      batch_size: examples per batch, ``>= 1`` (clipped to ``N``).
+
+    Returns:
+      The outputs with leading axis ``N``: e.g. scores ``(N, C)`` for a classifier
+      (``argmax(-1)`` gives the predicted classes), in the model's output dtype; a pytree
+      of such arrays if the model returns one.
+
+    Raises:
+      ShapeError: ``x`` has no leading batch axis or no examples.
+      ValueError: ``batch_size`` is not a positive int, or a stateful model has no state.
+    """
+    shape = np.shape(x)
+    if len(shape) == 0 or shape[0] == 0:
+        raise ShapeError(f"predict: x needs a leading batch axis with examples, got shape {shape}")
+    check_batch_size(batch_size, None, "predict")
+    state = {} if state is None else state
+    if is_stateful(model) and not jax.tree.leaves(state):
+        raise ValueError(
+            "predict: this model has state (e.g. BatchNorm running statistics); pass "
+            "state=... (from model.init, or the state fit returned)"
+        )
+    batch_size = min(batch_size, shape[0])
+    return _predict(params, state, jnp.asarray(x), model=model, batch_size=batch_size)
