@@ -19,7 +19,7 @@ from fnet import distributed
 from fnet.train.engine import EpochEngine, StepsPerCall
 from fnet.train.epoch import REMAINDERS, Remainder, batch_plan
 from fnet.train.evaluate import compile_evaluation
-from fnet.train.guard import NonFiniteError, NonFiniteWarning, all_finite, describe_nonfinite
+from fnet.train.guard import NonFiniteError, NonFiniteWarning, describe_nonfinite
 from fnet.train.hooks import Hook, StopTraining, takes_history
 from fnet.train.objective import Objective
 from fnet.train.progress import ProgressBar, progress_enabled
@@ -311,7 +311,7 @@ def fit(
             jax.block_until_ready(ts)
             history["epoch_time"].append(time.perf_counter() - t)
             problem = describe_nonfinite(
-                epoch + 1, train, bool(all_finite(ts.params)), bool(all_finite(ts.state)),
+                epoch + 1, train, *engine.finite(sums),
                 steps=(epoch * plan.n_steps + 1, (epoch + 1) * plan.n_steps),
             )  # fmt: skip
             val: dict[str, float] = {}
