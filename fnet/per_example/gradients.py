@@ -250,12 +250,13 @@ def stream_moments(
             mean_c, sq, m2_c = dense_trick.centred_moments(loss_fn, params, xb, yb, kb)
         else:
             mean_c, sq, m2_c = _vmap_moments(loss_fn, params, state, xb, yb, kb)
-        seen = (index * size).astype(m2.dtype)  # examples in the chunks before this one
+        # Counts and weights in at least float32 (a bfloat16 count stops at 256).
+        seen = (index * size).astype(jnp.promote_types(m2.dtype, jnp.float32))
         frac = k / (seen + k)
         diff = jax.tree.map(lambda c, g: c - g, mean_c, mean)
         mean = jax.tree.map(lambda g, d: g + (d * frac).astype(g.dtype), mean, diff)
-        cross = optax.tree_utils.tree_norm(diff, squared=True).astype(m2.dtype) * seen * frac
-        return (mean, m2 + m2_c.astype(m2.dtype) + cross), sq
+        cross = optax.tree_utils.tree_norm(diff, squared=True) * (seen * frac)
+        return (mean, m2 + (m2_c + cross).astype(m2.dtype)), sq
 
     float_dtype = jnp.result_type(*[a.dtype for a in jax.tree.leaves(params)] or [jnp.float32])
     init = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), float_dtype))
