@@ -28,8 +28,8 @@ from jax import lax
 
 import fnet
 from fnet import per_example as pe
+from fnet.chunking import slice_rows
 from fnet.losses import softmax_cross_entropy
-from fnet.per_example.chunking import slice_rows
 
 BATCH_SIZES = (32, 128, 512)
 

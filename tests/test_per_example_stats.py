@@ -170,3 +170,49 @@ def test_stats_and_tracker_reject_bad_sizes_before_computing(call, error, match)
     loss_fn, params, x, y = _mlp()
     with pytest.raises(error, match=match):
         call(loss_fn, params, x, y)
+
+
+@functools.cache
+def _shifted_linear_regression(n=37, d_in=5, d_out=2):
+    """A Dense layer at zero params on features with mean 1e4 and std 1 (float32), targets
+    1 + 1e-5 noise: every g_i is ~1e4 per entry with a spread of ~1, so |G|^2 ~ 1e9 and
+    tr(Sigma) ~ 10. Returns the loss, params, data and the float64 tr(Sigma)."""
+    rng = np.random.default_rng(0)
+    x = (1e4 + rng.standard_normal((n, d_in))).astype(np.float32)
+    t = (1.0 + 1e-5 * rng.standard_normal((n, d_out))).astype(np.float32)
+    model = fnet.serial(fnet.Dense(d_out))
+    _, params = model.init(jax.random.key(0), (-1, d_in))
+    params = jax.tree.map(jnp.zeros_like, params)
+    # mean_squared_error of one example at output 0: delta_i = -2 t_i / d_out.
+    delta = -2.0 * t.astype(np.float64) / d_out
+    g_w = np.einsum("ni,no->nio", x.astype(np.float64), delta).reshape(n, -1)
+    g = np.concatenate([g_w, delta], axis=1)
+    trace = float(np.mean(np.sum(np.square(g - g.mean(0)), axis=1)))
+    return pe.model_loss(model, fnet.losses.mean_squared_error), params, x, t, trace, g
+
+
+@pytest.mark.parametrize("method", ["vmap", "dense"])
+@pytest.mark.parametrize("chunk_size", [8, 37, 1])  # 4 chunks + a tail of 5; one; 37
+def test_trace_cov_is_accurate_when_the_gradients_share_a_large_mean(method, chunk_size):
+    loss_fn, params, x, t, trace, g = _shifted_linear_regression()
+    s = pe.stats(loss_fn, params, x, t, method=method, chunk_size=chunk_size)
+    assert s.method == method
+    assert float(np.mean(np.sum(g**2, axis=1))) / trace > 1e8  # the one-pass formula's loss
+    np.testing.assert_allclose(float(s.trace_cov), trace, rtol=1e-3)
+    np.testing.assert_allclose(float(s.b_simple), trace / np.sum(g.mean(0) ** 2), rtol=1e-3)
+    np.testing.assert_allclose(s.sq_norms, np.sum(g**2, axis=1), rtol=1e-5)
+
+
+def test_trace_h_cov_is_accurate_when_the_gradients_share_a_large_mean():
+    x, y = _points()
+    x = x + np.float32(1e4)  # g_i = x_i + A theta: |G|^2 ~ 3e8, tr(Sigma) ~ 3
+    theta = np.array([0.1, -0.2, 0.3], np.float32)
+    s = pe.stats(
+        _linear_loss, {"theta": theta}, x, y, chunk_size=5, hessian_examples=N,
+        hessian_key=jax.random.key(1),
+    )  # fmt: skip
+    a = np.diag([1.0, 2.0, 3.0])
+    g = np.asarray(x, np.float64) + a @ np.asarray(theta, np.float64)
+    cov = (g - g.mean(0)).T @ (g - g.mean(0)) / N
+    np.testing.assert_allclose(s.trace_cov, np.trace(cov), rtol=1e-3)
+    np.testing.assert_allclose(s.trace_h_cov, np.trace(a @ cov), rtol=1e-3)

@@ -27,7 +27,14 @@ import jax.numpy as jnp
 from fnet.core import Model, Params, layer_key
 from fnet.per_example.objective import ModelLoss
 
-__all__ = ["NotEligible", "dense_chain", "factors", "outer_grads", "weighted_sums"]
+__all__ = [
+    "NotEligible",
+    "centred_moments",
+    "dense_chain",
+    "factors",
+    "outer_grads",
+    "weighted_sums",
+]
 
 
 class NotEligible(Exception):
@@ -114,8 +121,75 @@ def weighted_sums(
     return g_sum, sq
 
 
-def _backward(loss_fn, params, x, y, weights, keys):
-    """One VJP: ``(sum_i w_i g_i, Dense inputs {name: (n, d_in)}, deltas {name: (n, d_out)})``."""
+def centred_moments(
+    loss_fn: Any, params: Params, x: jax.Array, y: Any, keys: Any = None
+) -> tuple[Params, jax.Array, jax.Array]:
+    """``(G_c, |g_i|^2, sum_i |g_i - G_c|^2)`` of one chunk by the dense-layer trick.
+
+    ``G_c = (1/n) sum_i g_i`` is the chunk's mean gradient. The centred sum is formed
+    without the cancelling difference ``sum_i |g_i|^2 - n |G_c|^2`` (which loses every
+    digit in float32 when the ``g_i`` share a mean much larger than their spread, e.g.
+    inputs with mean 1e4 and std 1). Per Dense layer, with ``a_i = abar + at_i`` and
+    ``delta_i = dbar + dt_i`` split into chunk means and centred parts:
+
+    * ``K = abar dbar^T`` and ``u_i = g_i - K = at_i delta_i^T + abar dt_i^T``, so
+      ``|u_i|^2 = |at_i|^2 |delta_i|^2 + |abar|^2 |dt_i|^2 + 2 (at_i . abar)(delta_i . dt_i)``,
+      a sum of fluctuation-sized terms (no large mean left in it);
+    * ``C = G_c - K = (1/n) sum_i at_i dt_i^T`` (one ``(d_in, d_out)`` matmul, the same
+      cost as the weight gradient it replaces), so ``G_c`` is ``K + C`` and
+      ``sum_i |dW_i - G_c|^2 = sum_i |u_i|^2 - n |C|^2`` (the shift identity);
+    * the bias part is ``sum_i |dt_i|^2``, exact.
+
+    The one subtraction left, ``n |C|^2 <= sum_i |u_i|^2`` (``C`` is the mean of the
+    ``u_i``), cancels only when the ``u_i`` share a mean much larger than their spread,
+    i.e. when the centred factors ``at_i, dt_i`` are strongly and consistently
+    correlated; how large ``G``, ``abar`` or ``dbar`` are no longer matters (a shifted
+    two-pass sum: Chan, Golub and LeVeque 1983, "Algorithms for computing the sample
+    variance").
+
+    Args:
+      loss_fn, params, x, y, keys: as in :func:`weighted_sums` (unit weights).
+
+    Returns:
+      ``G_c`` (``{layer: {"w", "b"}}`` like ``params``, their dtypes), the ``(n,)``
+      squared norms ``|g_i|^2`` and the scalar centred sum, in the deltas' dtype.
+
+    Raises:
+      NotEligible: at trace time, if the model or params do not fit the trick.
+    """
+    n = x.shape[0]
+    _, acts, deltas = _backward(loss_fn, params, x, y, jnp.ones((n,), jnp.float32), keys, False)
+    mean: dict[str, Any] = {}
+    sq_terms, m2_terms = [], []
+    for name, d in deltas.items():
+        a = acts[name].astype(d.dtype)  # a uint8 input (MNIST pixels) must not wrap
+        a_bar, d_bar = jnp.mean(a, axis=0), jnp.mean(d, axis=0)
+        a_t, d_t = a - a_bar[None], d - d_bar[None]
+        c = (a_t.T @ d_t) / n
+        mean[name] = {
+            "w": (jnp.outer(a_bar, d_bar) + c).astype(params[name]["w"].dtype),
+            "b": d_bar.astype(params[name]["b"].dtype),
+        }
+        a2, d2 = jnp.sum(jnp.square(a), axis=-1), jnp.sum(jnp.square(d), axis=-1)
+        sq_terms.append((a2 + 1.0) * d2)
+        d_t2 = jnp.sum(jnp.square(d_t), axis=-1)
+        u2 = (
+            jnp.sum(jnp.square(a_t), axis=-1) * d2
+            + jnp.sum(jnp.square(a_bar)) * d_t2
+            + 2.0 * (a_t @ a_bar) * jnp.sum(d * d_t, axis=-1)
+        )
+        m2_terms.append(jnp.sum(u2) - n * jnp.sum(jnp.square(c)) + jnp.sum(d_t2))
+    if not sq_terms:
+        return mean, jnp.zeros((n,), jnp.float32), jnp.zeros((), jnp.float32)
+    return mean, sum(sq_terms[1:], sq_terms[0]), sum(m2_terms[1:], m2_terms[0])
+
+
+def _backward(loss_fn, params, x, y, weights, keys, with_sum=True):
+    """One VJP: ``(sum_i w_i g_i, Dense inputs {name: (n, d_in)}, deltas {name: (n, d_out)})``.
+
+    With ``with_sum=False`` only the deltas are differentiated (no weight-gradient
+    matmul) and the first item is None.
+    """
     if not isinstance(loss_fn, ModelLoss):
         raise NotEligible("the dense trick needs a ModelLoss (fnet.per_example.model_loss)")
     steps = dense_chain(loss_fn.model)
@@ -145,6 +219,9 @@ def _backward(loss_fn, params, x, y, weights, keys):
         losses = jax.vmap(lambda o, t: loss_fn.loss(o[None], t[None]))(h, y)
         return jnp.sum(weights.astype(losses.dtype) * losses), acts
 
+    if not with_sum:
+        (_, acts), deltas = jax.value_and_grad(total, argnums=1, has_aux=True)(params, probes)
+        return None, acts, deltas
     (_, acts), (g_sum, deltas) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(
         params, probes
     )

@@ -208,6 +208,62 @@ def stream_sums(
     return scan_chunks(chunk, acc0, (x, y, keys), size, stack="rows")
 
 
+def _vmap_moments(loss_fn, params, state, x, y, keys):
+    """``(G_c, |g_i|^2, sum_i |g_i - G_c|^2)`` of one chunk from its materialised ``g_i``."""
+    g = _vmap_grads(loss_fn, params, state, x, y, keys)
+    mean = jax.tree.map(lambda a: jnp.mean(a, axis=0), g)
+    centred = jax.tree.map(lambda a, m: a - m[None], g, mean)
+    return mean, _per_example_sq(g), jnp.sum(_per_example_sq(centred))
+
+
+def stream_moments(
+    loss_fn: LossFn,
+    params: Params,
+    state: Any,
+    x: Any,
+    y: Any,
+    keys: Any,
+    method: str,
+    chunk_size: int | None,
+) -> tuple[Params, jax.Array, jax.Array]:
+    """``(G, |g_i|^2 (n,), sum_i |g_i - G|^2)`` in one numerically stable streaming pass.
+
+    Each chunk yields its mean gradient ``G_c`` and its centred sum
+    ``M_c = sum_{i in c} |g_i - G_c|^2`` (vmap path: from the chunk's materialised
+    gradients, two passes over memory; dense path:
+    :func:`fnet.per_example.dense_trick.centred_moments`, no per-example gradient).
+    Chunks are merged by Chan, Golub and LeVeque's pairwise update (1983, eq. 2.1): with
+    ``m`` examples seen so far and a chunk of ``k``, ``D = G_c - G``,
+    ``G += D k / (m + k)``, ``M += M_c + |D|^2 m k / (m + k)``. No step subtracts
+    ``|G|^2`` from ``mean |g_i|^2``, so ``M`` keeps its relative precision however large
+    ``G`` is against the spread of the ``g_i``. Memory as :func:`stream_sums`.
+    """
+    n = batch_size(x)
+    method = resolve_method(loss_fn, params, x, y, keys, state, method)
+    size = min(n, default_chunk(params, method, n) if chunk_size is None else chunk_size)
+
+    def chunk(carry, data, index):
+        mean, m2 = carry
+        xb, yb, kb = data
+        k = batch_size(xb)
+        if method == "dense":
+            mean_c, sq, m2_c = dense_trick.centred_moments(loss_fn, params, xb, yb, kb)
+        else:
+            mean_c, sq, m2_c = _vmap_moments(loss_fn, params, state, xb, yb, kb)
+        # Counts and weights in at least float32 (a bfloat16 count stops at 256).
+        seen = (index * size).astype(jnp.promote_types(m2.dtype, jnp.float32))
+        frac = k / (seen + k)
+        diff = jax.tree.map(lambda c, g: c - g, mean_c, mean)
+        mean = jax.tree.map(lambda g, d: g + (d * frac).astype(g.dtype), mean, diff)
+        cross = optax.tree_utils.tree_norm(diff, squared=True) * (seen * frac)
+        return (mean, m2 + (m2_c + cross).astype(m2.dtype)), sq
+
+    float_dtype = jnp.result_type(*[a.dtype for a in jax.tree.leaves(params)] or [jnp.float32])
+    init = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), float_dtype))
+    (mean, m2), sq = scan_chunks(chunk, init, (x, y, keys), size, stack="rows")
+    return mean, sq, m2
+
+
 def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")

@@ -4,15 +4,20 @@ Definitions (``N`` examples, ``g_i`` example ``i``'s gradient, ``l_i`` its loss)
 
 * ``G = (1/N) sum_i g_i``: the full-batch gradient of the MEAN loss.
 * ``Sigma = (1/N) sum_i (g_i - G)(g_i - G)^T`` (population normalisation), so
-  ``tr(Sigma) = mean_i |g_i|^2 - |G|^2``: only the sum of ``g_i`` and of ``|g_i|^2`` are
-  needed, accumulated chunk by chunk inside one ``lax.scan``.
+  ``tr(Sigma) = (1/N) sum_i |g_i - G|^2`` (``= mean_i |g_i|^2 - |G|^2`` in exact
+  arithmetic, but that difference cancels catastrophically in float32 when the ``g_i``
+  share a mean much larger than their spread). Computed in one streaming pass inside one
+  ``lax.scan``: each chunk's mean and centred sum, merged by Chan, Golub and LeVeque's
+  pairwise update (:func:`fnet.per_example.gradients.stream_moments`).
 * ``B_simple = tr(Sigma) / |G|^2`` (McCandlish et al. 2018, eq. 2.8).
 * ``B_noise = tr(H Sigma) / (G^T H G)`` with ``H`` the Hessian of the mean loss
-  (eq. 2.7). Estimator: ``tr(H Sigma) = mean_i g_i^T H g_i - G^T H G``, with the mean over
+  (eq. 2.7). Estimator: ``tr(H Sigma) = mean_i (g_i - G)^T H (g_i - G)``, with the mean over
   ``M`` examples sampled without replacement and ``H`` the Hessian of the mean loss on
   ``K`` other sampled examples, applied by Hessian-vector products
-  (``jax.jvp(jax.grad(L))``). Unbiased for ``tr(H_K Sigma)`` given ``H_K``; its noise falls
-  as ``1/sqrt(M)``, and it can come out negative when ``M`` is small.
+  (``jax.jvp(jax.grad(L))``). Unbiased for ``tr(H_K Sigma)`` given ``H_K`` (each sampled
+  ``g_i`` has expectation ``G``); its noise falls as ``1/sqrt(M)``, and it can come out
+  negative when ``M`` is small or ``H_K`` is indefinite. Centred before the
+  Hessian-vector product, so no large ``G^T H G`` is subtracted.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from fnet.per_example.gradients import (
     _vmap_grads,
     check_chunk_size,
     choose_path,
-    stream_sums,
+    stream_moments,
 )
 from fnet.per_example.objective import (
     LossFn,
@@ -58,7 +63,8 @@ class GradientStats(NamedTuple):
       grad: ``G``, the mean gradient (pytree like params).
       grad_sq_norm: ``|G|^2``.
       mean_sq_norm: ``mean_i |g_i|^2``.
-      trace_cov: ``tr(Sigma) = mean_sq_norm - grad_sq_norm`` (1/N normalisation).
+      trace_cov: ``tr(Sigma) = (1/N) sum_i |g_i - G|^2`` (1/N normalisation; computed
+        centred, so it stays accurate where ``mean_sq_norm - grad_sq_norm`` would cancel).
       b_simple: ``tr(Sigma) / |G|^2``.
       sq_norms: ``(N,)`` the per-example ``|g_i|^2``.
       trace_h_cov: ``tr(H Sigma)`` estimate, or NaN if not computed.
@@ -108,11 +114,9 @@ class GradientStats(NamedTuple):
 def _moments(loss_fn, params, x, y, key, state, method, chunk_size):
     n = batch_size(x)
     keys = example_keys(key, n)
-    total, sq = stream_sums(loss_fn, params, state, x, y, keys, method, chunk_size)
-    grad = jax.tree.map(lambda a: a / n, total)
+    grad, sq, m2 = stream_moments(loss_fn, params, state, x, y, keys, method, chunk_size)
     g2 = optax.tree_utils.tree_norm(grad, squared=True)
-    mean_sq = jnp.mean(sq)
-    return grad, g2, mean_sq, sq
+    return grad, g2, jnp.mean(sq), m2 / n, sq
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "reduction", "m", "k"))
@@ -133,8 +137,9 @@ def _hessian_terms(loss_fn, params, grad, x, y, key, state, sample_key, reductio
 
     g_h_g = optax.tree_utils.tree_vdot(grad, hvp(grad))
     g = _vmap_grads(loss_fn, params, state, take(x, idx_g), take(y, idx_g), take(keys, idx_g))
-    quad = lax.map(lambda gi: optax.tree_utils.tree_vdot(gi, hvp(gi)), g, batch_size=min(m, 8))
-    trace_h_cov = jnp.mean(quad) - g_h_g
+    centred = jax.tree.map(lambda a, b: a - b[None], g, grad)
+    quad = lax.map(lambda v: optax.tree_utils.tree_vdot(v, hvp(v)), centred, batch_size=min(m, 8))
+    trace_h_cov = jnp.mean(quad)
     return trace_h_cov, g_h_g
 
 
@@ -158,7 +163,9 @@ def stats(
 
     Streams over chunks of ``chunk_size`` examples inside one compiled ``lax.scan``, so
     no more than one chunk of per-example gradients exists at a time (none at all on the
-    dense-trick path). Sums are accumulated in the params' dtype.
+    dense-trick path). Sums are accumulated in the params' dtype; ``tr(Sigma)`` is
+    accumulated centred (per-chunk centred sums merged by Chan's update), so it keeps its
+    relative precision when ``|G|^2 >> tr(Sigma)``.
 
     Args:
       loss_fn, params, x, y, key, state, method, chunk_size: as in
@@ -196,8 +203,7 @@ def stats(
         )
     n = batch_size(x)
     path = choose_path(loss_fn, params, x, y, key, state, method)
-    grad, g2, mean_sq, sq = _moments(loss_fn, params, x, y, key, state, path, chunk_size)
-    trace = mean_sq - g2
+    grad, g2, mean_sq, trace, sq = _moments(loss_fn, params, x, y, key, state, path, chunk_size)
     nan = jnp.asarray(jnp.nan, g2.dtype)
     trace_h, ghg, b_noise = nan, nan, nan
     if hessian_examples > 0:
