@@ -36,6 +36,7 @@ from experiments import (
     templates,
 )
 from experiments import data as data_mod
+from fnet.datasets import SYSTEM_DATA_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -287,7 +288,7 @@ def test_explicit_data_dir_without_fashion_mnist_skips_it_even_if_installed(mnis
 
 
 def test_debian_fashion_mnist_is_found_in_the_default_places_and_verified():
-    debian = pathlib.Path("/usr/share/datasets/fashion-mnist")
+    debian = SYSTEM_DATA_DIR / "fashion-mnist"  # where dataset-fashion-mnist installs
     if not (debian / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip("Debian's dataset-fashion-mnist is not installed (apt-get install it)")
     data = data_mod.load_image_data("fashion_mnist", None, seed=0, max_train=10, max_test=10)
