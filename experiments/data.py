@@ -186,7 +186,8 @@ def _load(
     them all and why the files there were not used."""
     dirs = search_dirs(dataset, data_dir)
     problems = []
-    if data_dir and not _present(dataset, data_dir):
+    fetch = download and dataset == "mnist"
+    if data_dir and not _present(dataset, data_dir) and not fetch:
         where = ", ".join(str(d) for d in dirs)
         raise DataUnavailable(f"{DATASETS[dataset]} not found in {where}")
     try:
@@ -200,7 +201,7 @@ def _load(
         )
     except (DownloadError, DataError, OSError) as err:
         problems.append(_first_line(err))
-    if download and dataset == "mnist":
+    if fetch:
         try:  # downloads go to --data-dir, else $FNET_DATA_DIR or ~/.cache/fnet
             return _read(dataset, data_dir, True)
         except (DownloadError, DataError, OSError) as err:
