@@ -89,11 +89,13 @@ def _cifar(data_dir: str | None, download: bool) -> Any:
     try:
         train = datasets.cifar10("train", data_dir, download=download)
         test = datasets.cifar10("test", data_dir, download=download)
-    except (DownloadError, DataError, OSError) as err:
+    except DownloadError as err:
         raise DataUnavailable(
-            f"CIFAR-10 ({names}) not usable from {where}; pass --download to fetch "
-            f"{datasets.CIFAR10_FILE.name} ({str(err).splitlines()[0]})"
+            f"CIFAR-10 ({names}) not found in {where}; pass --download to fetch "
+            f"{datasets.CIFAR10_FILE.name}"
         ) from err
+    except (DataError, OSError) as err:  # present but not the official archive
+        raise DataUnavailable(f"CIFAR-10 not usable: {str(err).splitlines()[0]}") from err
     used = {pathlib.Path(f).parent for f in train.info["files"]}
     if not used <= set(dirs):
         raise DataUnavailable(

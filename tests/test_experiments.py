@@ -399,3 +399,14 @@ def test_common_boundary_length_is_shorter_for_a_straight_boundary():
     assert plotting.boundary_length(wiggly, extent) > 1.5 * plotting.boundary_length(
         straight, extent
     )
+
+
+def test_templates_cifar10_is_looked_for_as_the_binary_archive_in_the_data_dir_alone(
+    tmp_path, isolated_data_roots
+):
+    with pytest.raises(data_mod.DataUnavailable, match=r"cifar-10-binary\.tar\.gz") as err:
+        templates._cifar(str(tmp_path), download=False)
+    assert f"not found in {tmp_path / 'cifar10'}" in str(err.value)
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(b"not an archive")
+    with pytest.raises(data_mod.DataUnavailable, match=r"not usable: .*cifar-10-binary"):
+        templates._cifar(str(tmp_path), download=False)
