@@ -8,9 +8,10 @@
   hand-written ``lax.scan`` epoch, Flax, Equinox, Haiku, a ``jax.jit`` step loop and
   hand-written NumPy (``benchmarks.peers``).
 * ``convnet``: ``fnet.models.convnet(10)`` at B=100, ``fit`` with the default driver
-  (``steps_per_call="auto"``: chunks of unrolled steps on CPU), with the rolled epoch
-  (``"epoch"``), one step per call (``1``), the same net with BatchNorm and Dropout, and
-  the hand-written scan epoch (``benchmarks.convnet``); PyTorch eager when installed.
+  (``steps_per_call="auto"``: one straight-line step per call on CPU), with chunks of 4
+  unrolled steps (``4``), with the rolled epoch (``"epoch"``), the same net with
+  BatchNorm and Dropout, and the hand-written scan epoch (``benchmarks.convnet``);
+  PyTorch eager when installed.
 
 ``python -m benchmarks --only engine`` (``--quick``: tiny sizes). Smaller N than the
 ``training``/``convnet`` benchmarks so that the whole run stays within a few minutes on
@@ -174,14 +175,14 @@ def _compile_cpu_s(model: Any, x, y, batch: int, opt, steps_per_call) -> float:
     return time.process_time() - t
 
 
-def _conv_rows(quick: bool, n: int | None = None) -> list[dict]:
+def _conv_rows(quick: bool, n: int | None = None, repeats: int = 3) -> list[dict]:
     import fnet
     from fnet.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool, Relu
 
     if quick:
         n, hw, batch, channels, hidden, repeats = n or 64, 12, 32, (4, 8), 16, 1
     else:
-        n, hw, batch, channels, hidden, repeats = n or 500, 28, 100, (32, 64), 128, 3
+        n, hw, batch, channels, hidden = n or 500, 28, 100, (32, 64), 128
     x, y = convnet_bench._data(n, hw)
     model = fnet.models.convnet(10, channels=channels, hidden=hidden)
     bn_model = fnet.serial(
@@ -191,8 +192,10 @@ def _conv_rows(quick: bool, n: int | None = None) -> list[dict]:
     )  # fmt: skip
     opt = optax.sgd(0.01)
     cases: dict[str, Any] = {
-        "fnet.fit (auto: unrolled chunks)": _fit_epoch(model, x, y, batch, opt),
-        "fnet.fit (steps_per_call=1)": _fit_epoch(model, x, y, batch, opt, steps_per_call=1),
+        "fnet.fit (auto: 1 step per call)": _fit_epoch(model, x, y, batch, opt),
+        "fnet.fit (steps_per_call=4, unrolled)": _fit_epoch(
+            model, x, y, batch, opt, steps_per_call=4
+        ),
         "fnet.fit (steps_per_call='epoch')": _fit_epoch(
             model, x, y, batch, opt, steps_per_call="epoch"
         ),
@@ -207,8 +210,8 @@ def _conv_rows(quick: bool, n: int | None = None) -> list[dict]:
     rate = {k: examples / t.median for k, t in timings.items()}
     ref = "PyTorch eager" if "PyTorch eager" in rate else "jax.lax.scan epoch (hand-written)"
     cpu = {
-        "fnet.fit (auto: unrolled chunks)": _compile_cpu_s(model, x, y, batch, opt, "auto"),
-        "fnet.fit (steps_per_call=1)": _compile_cpu_s(model, x, y, batch, opt, 1),
+        "fnet.fit (auto: 1 step per call)": _compile_cpu_s(model, x, y, batch, opt, "auto"),
+        "fnet.fit (steps_per_call=4, unrolled)": _compile_cpu_s(model, x, y, batch, opt, 4),
         "fnet.fit (steps_per_call='epoch')": _compile_cpu_s(model, x, y, batch, opt, "epoch"),
         "fnet.fit BatchNorm+Dropout (auto)": _compile_cpu_s(bn_model, x, y, batch, opt, "auto"),
     }

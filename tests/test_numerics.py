@@ -187,6 +187,18 @@ def test_integer_inputs_compute_in_float_like_their_float_copy(name, dtype):
     chex.assert_trees_all_close((got, got_state), (want, want_state), rtol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["dense", "vmap"])
+def test_per_example_norms_of_uint8_pixels_equal_those_of_float_pixels(method):
+    model = models.mlp([4], 3)
+    _, params = model.init(jax.random.key(0), (-1, 2, 3))
+    x = np.random.default_rng(0).integers(0, 256, (5, 2, 3)).astype(np.uint8)
+    y = np.array([0, 1, 2, 0, 1])
+    loss_fn = fnet.per_example.model_loss(model, losses.softmax_cross_entropy)
+    got = fnet.per_example.norms(loss_fn, params, x, y, method=method)
+    want = fnet.per_example.norms(loss_fn, params, x.astype(np.float32), y, method=method)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 def test_state_keeps_its_dtype_for_float64_inputs():
     with jax.enable_x64(True):
         model = fnet.BatchNorm()

@@ -203,3 +203,10 @@ def test_predict_rejects_inputs_without_examples():
         predict(MODEL, PARAMS, np.zeros((0, 4), np.float32))
     with pytest.raises(ValueError, match="batch_size"):
         predict(MODEL, PARAMS, X, batch_size=0)
+
+
+def test_keep_best_refuses_a_directory_holding_other_checkpoints(tmp_path):
+    _fit(1, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="directory of its own"):
+        _fit(2, on_epoch_end=KeepBest("train_loss", directory=tmp_path))
+    assert checkpoint.all_steps(tmp_path) == [1]

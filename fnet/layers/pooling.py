@@ -42,14 +42,17 @@ def _blocks(x: jax.Array, win: tuple[int, int]) -> jax.Array:
 
 def _first_max_mask(blocks: jax.Array, peak: jax.Array) -> jax.Array:
     """True at the first maximal element (row-major in the window) of each window."""
-    eq = blocks == peak[:, :, None, :, None, :]
-    count = eq.astype(jnp.int32)
-    # Maxima in earlier rows of the window, and earlier columns of the same row.
-    rows_before = jnp.cumsum(jnp.sum(count, axis=4, keepdims=True), axis=2) - jnp.sum(
-        count, axis=4, keepdims=True
-    )
-    cols_before = jnp.cumsum(count, axis=4) - count
-    return eq & (rows_before + cols_before == 0)
+    _, _, wh, _, ww, _ = blocks.shape
+    taken = jnp.zeros(peak.shape, bool)
+    rows = []
+    for a in range(wh):
+        cols = []
+        for b in range(ww):
+            first = (blocks[:, :, a, :, b, :] == peak) & ~taken
+            taken = taken | first
+            cols.append(first)
+        rows.append(jnp.stack(cols, axis=3))
+    return jnp.stack(rows, axis=2)
 
 
 def _tiled_max(x: jax.Array, win: tuple[int, int]) -> jax.Array:

@@ -105,7 +105,8 @@ def weighted_sums(
     """
     g_sum, acts, deltas = _backward(loss_fn, params, x, y, weights, keys)
     terms = [
-        (jnp.sum(jnp.square(acts[name]), axis=-1).astype(d.dtype) + 1.0)
+        # Square in the deltas' float dtype: a uint8 input (MNIST pixels) must not wrap.
+        (jnp.sum(jnp.square(acts[name].astype(d.dtype)), axis=-1) + 1.0)
         * jnp.sum(jnp.square(d), axis=-1)
         for name, d in deltas.items()
     ]

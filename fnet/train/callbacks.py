@@ -77,7 +77,9 @@ class KeepBest:
     of the best epoch of THIS ``fit`` call's epochs. With ``directory``, each new best is
     also saved there (:func:`fnet.checkpoint.save` of ``{"params", "state"}``, step = the
     epoch, ``extra={"monitor", "value", "epoch"}``, keeping only the newest), and read
-    back with :func:`fnet.train.restore_params`.
+    back with :func:`fnet.train.restore_params`. The directory must be KeepBest's own
+    (one holding other checkpoints, e.g. fit's ``checkpoint_dir``, raises ``ValueError``
+    instead of being pruned).
 
     Args:
       monitor: the history key, e.g. ``"val_loss"``, ``"val_accuracy"``, ``"train_loss"``.
@@ -117,6 +119,7 @@ class KeepBest:
         self.params, self.state = _copy(params), _copy(state)
         self.epoch, self.value = int(history["epoch"][best]), values[best]
         if self.directory is not None:
+            self._check_directory()
             checkpoint.save(
                 self.directory,
                 self.epoch,
@@ -125,6 +128,19 @@ class KeepBest:
                 keep=1,
                 overwrite=True,
             )
+
+    def _check_directory(self) -> None:
+        """Refuse a directory holding checkpoints KeepBest did not write (it prunes)."""
+        assert self.directory is not None
+        for step in checkpoint.all_steps(self.directory):
+            extra = checkpoint.read_manifest(self.directory, step=step)["extra"]
+            if not (isinstance(extra, dict) and "monitor" in extra and "fit" not in extra):
+                raise ValueError(
+                    f"KeepBest: {os.fspath(self.directory)} holds checkpoint {step}, not "
+                    "written by KeepBest; KeepBest keeps only its newest checkpoint there "
+                    "and would delete it. Give KeepBest a directory of its own (not fit's "
+                    "checkpoint_dir)."
+                )
 
 
 class EarlyStopping:

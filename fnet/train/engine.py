@@ -15,15 +15,17 @@ compiled call runs (``steps_per_call``):
   ``while``), and one last call runs the ``n_steps % K`` remaining steps and the last
   batch. XLA:CPU runs convolutions and their gradients inside a ``while`` loop several
   times slower than in straight-line code (``docs/performance.md``).
-- ``"auto"`` (default): ``K = AUTO_CHUNK`` when the backend is CPU and the step contains
-  a convolution (or a windowed reduction / its gradient), else ``"epoch"``
+- ``"auto"`` (default): ``K = AUTO_CHUNK`` (one step per call) when the backend is CPU
+  and the step contains a convolution (or a windowed reduction / its gradient), else
+  ``"epoch"``
   (:func:`resolve_steps_per_call`; the rule is in ``docs/design.md``).
 
 Every driver runs the same steps on the same batches with the same keys in the same
-order and accumulates the metrics in the same order. Any two int ``steps_per_call`` give
-bit-identical results; the rolled ``"epoch"`` driver agrees with them bit for bit for
-MLPs and to float rounding for convolutions and BatchNorm, which XLA:CPU compiles to
-other code inside a ``while`` loop (``docs/design.md``; tested on CPU).
+order and accumulates the metrics in the same order. Int ``steps_per_call`` agree bit for
+bit for dense and convolutional models (to rounding with BatchNorm); the rolled
+``"epoch"`` driver agrees with them bit for bit for MLPs and to float rounding for
+convolutions and BatchNorm, which XLA:CPU compiles to other code inside a ``while``
+loop (``docs/design.md``; tested on CPU).
 
 Compiled code is cached by the static configuration (objective, optimizer, batch plan,
 driver, mesh) and the shapes, dtypes and shardings of the arguments, so a second ``fit``
@@ -69,11 +71,13 @@ __all__ = [
 
 StepsPerCall: TypeAlias = int | Literal["auto", "epoch"]
 
-AUTO_CHUNK = 8
+AUTO_CHUNK = 1
 """Steps per compiled call chosen by ``"auto"`` for convolutional models on CPU.
 
-Compile time grows linearly with it (each step is unrolled); throughput saturates once a
-call's dispatch (~0.1 ms) is small against ``K`` steps (docs/performance.md)."""
+One step per call: a convolution step takes tens of milliseconds on CPU, so a call's
+dispatch (~0.1 ms) costs nothing, and one step compiles fastest (compile time grows
+linearly with the steps unrolled into a call). Unrolled chunks measured no faster than
+one step per call (docs/performance.md)."""
 
 LOOP_HOSTILE_PRIMITIVES = frozenset(
     {"conv_general_dilated", "select_and_scatter_add", "select_and_gather_add", "reduce_window"}

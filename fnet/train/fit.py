@@ -132,9 +132,9 @@ def fit(
     are (not copied); the caller's ``params``/``state``/``opt_state`` stay valid.
 
     The same ``key`` gives bit-identical results on the same device and backend (CPU)
-    for the same ``steps_per_call``, and for any two int ``steps_per_call``; the rolled
-    ``"epoch"`` driver agrees with them to float rounding (bit for bit for MLPs; see
-    ``docs/design.md``).
+    for the same ``steps_per_call``; other drivers run the same steps on the same batches
+    with the same keys and agree bit for bit for MLPs (and across int ``steps_per_call``
+    for convnets), else to float rounding (``docs/design.md``).
 
     Args:
       objective: ``objective(params, state, x, y, key) -> (loss, (new_state, metrics))``,
@@ -181,7 +181,7 @@ def fit(
         the gradients. ``batch_size`` must be divisible by the data-axis size. Same
         results as without a mesh, up to the order of float additions.
       steps_per_call: how many optimizer steps one compiled call runs. ``"auto"``
-        (default): chunks of ``fnet.train.engine.AUTO_CHUNK`` unrolled steps when the
+        (default): ``fnet.train.engine.AUTO_CHUNK`` step(s) per call when the
         backend is CPU and the step has a convolution or pooling window (XLA:CPU runs
         those several times slower inside a loop), else ``"epoch"``. ``"epoch"``: the
         whole epoch in one call (a ``lax.scan``). An int ``K >= 1``: ``K`` unrolled steps

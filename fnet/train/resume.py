@@ -93,8 +93,10 @@ def run_fingerprint(
 ) -> dict[str, dict[str, str]]:
     """What defines a ``fit`` run, as JSON-able sections of ``{path: value}`` strings.
 
-    Sections: ``model`` (``objective.model`` when the objective exposes one; else empty
-    and the model is compared as part of ``objective``, through the closure),
+    Sections: ``model`` (``fnet.core.describe`` of ``objective.model``, when the
+    objective exposes one: layer kinds and configuration, readable) and ``model_code``
+    (the model's functions and closures; else both are empty and the model is compared
+    as part of ``objective``, through the closure),
     ``objective`` (the objective's fields or closure: loss, penalty, options),
     ``optimizer`` (:func:`fnet.train.fingerprint.describe_value` of the transformation),
     ``hyperparams`` (``inject_hyperparams`` values of ``opt_state``), ``data`` (shapes and
@@ -105,11 +107,15 @@ def run_fingerprint(
     model = getattr(objective, "model", None)
     objective_desc = fp.describe_value(objective)
     model_desc: dict[str, str] = {}
-    if model is not None:  # compared once, in its own section
-        model_desc = fp.describe_value(model)
+    model_code: dict[str, str] = {}
+    if model is not None:  # compared once, in its own sections
+        description = model_description(objective)
+        model_desc = {} if description is None else fp.describe_value(description)
+        model_code = fp.describe_value(model)
         objective_desc = {k: v for k, v in objective_desc.items() if not k.startswith(".model")}
     return {
         "model": model_desc,
+        "model_code": model_code,
         "objective": objective_desc,
         "optimizer": fp.describe_value(optimizer),
         "hyperparams": fp.hyperparams(opt_state),
