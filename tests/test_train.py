@@ -295,13 +295,14 @@ def _count_traces():
     ("x", "y", "batch_size", "error", "match"),
     [
         (X, Y, 301, ValueError, "larger than the 300"),
-        (X, Y, 0, ValueError, "must be positive"),
-        (X, Y, -3, ValueError, "must be positive"),
-        (X, Y, 2.0, ValueError, "must be an int"),
+        (X, Y, 0, ValueError, "fit: batch_size must be >= 1, got 0"),
+        (X, Y, -3, ValueError, "fit: batch_size must be >= 1, got -3"),
+        (X, Y, 2.0, TypeError, "fit: batch_size must be an int >= 1, got 2.0 of type float"),
+        (X, Y, True, TypeError, "fit: batch_size must be an int >= 1, got True of type bool"),
         (X, Y[:299], 32, ShapeError, "same number of examples"),
         (X, Y[0], 32, ShapeError, "leading batch axis"),
     ],
-    ids=["too-big", "zero", "negative", "float", "lengths-differ", "y-scalar"],
+    ids=["too-big", "zero", "negative", "float", "bool", "lengths-differ", "y-scalar"],
 )
 def test_bad_arguments_raise_before_tracing(x, y, batch_size, error, match):
     obj, calls = _count_traces()
@@ -329,5 +330,9 @@ def test_other_bad_arguments():
     with pytest.raises(TypeError, match="train"):
         fit(lambda p_, s, x, y, k: SMALL_OBJ(p_, s, x, y, k), p, SGD, X, Y,
             key=jax.random.key(0), epochs=1, batch_size=30, validation=(X, Y))  # fmt: skip
-    with pytest.raises(ValueError, match="k must be"):
+    with pytest.raises(TypeError, match="fit: epochs must be an int >= 0, got True of type bool"):
+        fit(SMALL_OBJ, p, SGD, X, Y, key=jax.random.key(0), epochs=True, batch_size=30)
+    with pytest.raises(ValueError, match="every_k_epochs: k must be >= 1, got 0"):
         every_k_epochs(0, print)
+    with pytest.raises(TypeError, match="every_k_epochs: k must be an int >= 1, got True"):
+        every_k_epochs(True, print)

@@ -73,7 +73,8 @@ def predict(
 
     Raises:
       ShapeError: ``x`` has no leading batch axis or no examples.
-      ValueError: ``batch_size`` is not a positive int, or a stateful model has no state.
+      TypeError: ``batch_size`` is not an int.
+      ValueError: ``batch_size < 1``, or a stateful model has no state.
     """
     shape = np.shape(x)
     if len(shape) == 0 or shape[0] == 0:
