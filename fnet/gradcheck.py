@@ -60,6 +60,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.tree_util import keystr, tree_flatten_with_path, tree_unflatten
 
+from fnet._checks import check_int
 from fnet.errors import ShapeError
 
 __all__ = [
@@ -268,8 +269,9 @@ def _coordinates(flat: _Flat, max_coords_per_leaf: int | None, key) -> list[np.n
 
     The subset is drawn on the host by NumPy, seeded by the key's bits and the leaf's
     position (no compiled JAX computation just to pick indices)."""
-    if max_coords_per_leaf is not None and max_coords_per_leaf < 1:
-        raise ValueError(f"max_coords_per_leaf must be >= 1, got {max_coords_per_leaf}")
+    max_coords_per_leaf = check_int(
+        max_coords_per_leaf, "max_coords_per_leaf", minimum=1, none_ok=True
+    )
     if key is None:
         seed = [0]
     else:
@@ -290,9 +292,7 @@ def _coordinates(flat: _Flat, max_coords_per_leaf: int | None, key) -> list[np.n
 
 def _default_batch(p: int, batch_size: int | None) -> int:
     if batch_size is not None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        return batch_size
+        return check_int(batch_size, "batch_size", minimum=1)
     return max(1, min(_MAX_BATCH, _ELEMS_PER_CHUNK // max(p, 1)))
 
 
@@ -446,7 +446,9 @@ def check_grad(
     Raises:
       RuntimeError: float64 is not enabled in JAX (the message says how to enable it).
       ShapeError: ``f`` does not return a scalar.
-      TypeError: ``x`` has no floating leaves, or ``f`` does not return float64.
+      TypeError: ``x`` has no floating leaves, or ``f`` does not return float64;
+        ``max_coords_per_leaf`` or ``batch_size`` is not ``None`` or an int.
+      ValueError: ``max_coords_per_leaf`` or ``batch_size`` is below 1.
     """
     _require_x64("check_grad")
     flat = _flatten(x)
@@ -519,7 +521,9 @@ def check_jacobian(
 
     Raises:
       RuntimeError: float64 is not enabled in JAX.
-      TypeError: ``x`` has no floating leaves, or ``f`` does not return float64.
+      TypeError: ``x`` has no floating leaves, or ``f`` does not return float64;
+        ``max_coords_per_leaf`` or ``batch_size`` is not ``None`` or an int.
+      ValueError: ``max_coords_per_leaf`` or ``batch_size`` is below 1.
     """
     _require_x64("check_jacobian")
     flat = _flatten(x)

@@ -282,3 +282,18 @@ def test_f_that_computes_in_float32_is_rejected():
 def test_x_without_floating_leaves_is_rejected():
     with pytest.raises(TypeError, match="floating"):
         check_grad(lambda v: jnp.sum(v), np.arange(3))
+
+
+@pytest.mark.parametrize("check", [check_grad, check_jacobian])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"batch_size": 0}, ValueError, r"batch_size must be >= 1, got 0"),
+        ({"batch_size": 2.0}, TypeError, r"batch_size must be an int >= 1, got 2.0"),
+        ({"max_coords_per_leaf": 0}, ValueError, r"max_coords_per_leaf must be >= 1, got 0"),
+        ({"max_coords_per_leaf": True}, TypeError, r"max_coords_per_leaf must be None or an int"),
+    ],
+)
+def test_bad_batch_size_or_coordinate_count_is_rejected(check, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        check(lambda v: jnp.sum(v**2), np.ones(3), **kwargs)
