@@ -296,19 +296,6 @@ def _default_batch(p: int, batch_size: int | None) -> int:
     return max(1, min(_MAX_BATCH, _ELEMS_PER_CHUNK // max(p, 1)))
 
 
-def _chunked_map(fn: Callable[[jax.Array], Any], xs: jax.Array, batch_size: int) -> Any:
-    """``fn`` over the leading axis of ``xs``: ``jax.vmap`` within chunks of ``batch_size``,
-    ``jax.lax.map`` over the chunks. Traceable; the last chunk is padded with ``xs[0]``."""
-    n = xs.shape[0]
-    b = min(batch_size, n)
-    chunks = -(-n // b)
-    if chunks == 1:  # no loop: smaller program, faster to compile
-        return jax.vmap(fn)(xs)
-    padded = jnp.concatenate([xs, jnp.repeat(xs[:1], chunks * b - n, axis=0)])
-    out = jax.lax.map(jax.vmap(fn), padded.reshape(chunks, b, *xs.shape[1:]))
-    return jax.tree.map(lambda o: o.reshape(chunks * b, *o.shape[2:])[:n], out)
-
-
 def _centred_differences(
     g: Callable[[jax.Array], jax.Array],
     theta: jax.Array,
@@ -324,7 +311,7 @@ def _centred_differences(
         xp, xm = xi + h, xi - h
         return (g(theta.at[i].set(xp)) - g(theta.at[i].set(xm))) / (xp - xm)
 
-    return _chunked_map(column, idx, batch_size)
+    return jax.lax.map(column, idx, batch_size=batch_size)
 
 
 def _floors(floor: float, values: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -543,7 +530,7 @@ def check_jacobian(
     @jax.jit
     def run(theta: jax.Array, idx: jax.Array) -> tuple[jax.Array, ...]:
         value, vjp = jax.vjp(g, theta)
-        rows = _chunked_map(lambda e: vjp(e)[0][idx], jnp.eye(m, dtype=jnp.float64), b)
+        rows = jax.lax.map(lambda e: vjp(e)[0][idx], jnp.eye(m, dtype=jnp.float64), batch_size=b)
         return value, rows, _centred_differences(g, theta, idx, step_scale, b).T
 
     value, analytic, numeric = map(np.asarray, run(flat.theta, jnp.asarray(coords)))

@@ -235,8 +235,10 @@ def test_max_coords_per_leaf_checks_a_reproducible_random_subset():
 
 
 def test_f_is_traced_a_fixed_number_of_times_whatever_the_number_of_coordinates():
-    """All finite differences run as one compiled computation (vmap in chunks under one
-    jit), not a Python loop: tracing f costs the same for 40 or 4,000 coordinates."""
+    """All finite differences run as one compiled computation (``jax.lax.map`` with
+    ``batch_size``: vmap in chunks under one jit), not a Python loop: tracing f costs the
+    same for 400 or 4,000 coordinates (both have full chunks and an exact tail, which is
+    traced once more), and less for 40 (one chunk, no loop)."""
 
     def traces(n: int) -> int:
         count = 0
@@ -249,7 +251,7 @@ def test_f_is_traced_a_fixed_number_of_times_whatever_the_number_of_coordinates(
         assert check_grad(f, np.linspace(-2, 2, n)).passed
         return count
 
-    assert traces(40) == traces(4000) <= 4
+    assert traces(40) <= traces(400) == traces(4000) <= 6
 
 
 def test_a_few_thousand_params_are_all_checked():
