@@ -148,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 f"{r['test_errors']:,} of {info['test_examples']:,} | "
                 f"{r['epoch_time_s']:.2f} s |"
             )
+        ax.set_xticks(np.arange(1, n_epochs + 1))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"test errors (of {info['test_examples']:,})")
         ax.set_ylim(bottom=0)

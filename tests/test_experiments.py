@@ -120,7 +120,8 @@ def test_gradcheck_quick_passes_every_leaf(tmp_path):
     rec = _run(gradcheck, tmp_path)
     assert rec["metrics"]["leaves"]
     assert all(leaf["passed"] for leaf in rec["metrics"]["leaves"])
-    assert rec["claims"][0]["verdict"] == "reproduced"
+    # Every leaf passes, but a quick run assesses no claim.
+    assert rec["claims"][0]["verdict"].startswith("smoke run")
     assert (tmp_path / "gradcheck" / "gradcheck_table.md").is_file()
 
 
