@@ -226,8 +226,9 @@ def fit(
       ShapeError: ``x``/``y`` (or the validation pair) differ in length or lack a batch
         axis; the loss's ShapeError/LabelError for targets of the wrong rank or dtype
         (raised while tracing, before compiling).
-      TypeError: ``batch_size``, ``epochs``, ``every`` or ``keep`` is not an int (``True``
-        and ``2.0`` are not; ``keep`` may be ``None``); ``key`` is not a PRNG key.
+      TypeError: ``batch_size``, ``epochs``, ``every``, ``keep`` or an int
+        ``steps_per_call`` is not an int (``True`` and ``2.0`` are not; ``keep`` may be
+        ``None``); ``key`` is not a PRNG key.
       ValueError: ``batch_size`` not in ``[1, N]`` or not divisible by the mesh's data
         axis, ``epochs < 0``, ``every``/``keep`` below 1, bad ``remainder``,
         ``steps_per_call``, ``resume``, ``on_nonfinite``, or an ``extra`` that is not
