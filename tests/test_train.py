@@ -104,6 +104,35 @@ def test_supervised_objective_is_loss_plus_penalty_eager_and_jit(maybe_jit):
 # ------------------------------------------------------------------------ fit
 
 
+def test_supervised_reports_accuracy_only_for_class_labels():
+    """One correctness predicate (fnet.metrics.correct): class ids with (N, C) scores,
+    ±1 labels with (N,) scores (the sign is the prediction); no accuracy for float targets."""
+    params = _init(LIN)
+    scores = LIN.apply(params, X)
+    _, (_, m) = LIN_OBJ(params, {}, X, Y, None, train=False)
+    assert m["accuracy"] == jnp.mean((jnp.argmax(scores, -1) == Y).astype(jnp.float32))
+
+    binary = fnet.serial(fnet.Dense(1), fnet.layers.Reshape(()))
+    b_params = _init(binary)
+    s = binary.apply(b_params, X)
+    pm1 = jnp.where(Y == 0, -1, 1)
+    _, (_, m) = supervised(binary, fnet.losses.binary_logistic)(b_params, {}, X, pm1, None)
+    assert m["accuracy"] == jnp.mean(((s > 0) == (pm1 > 0)).astype(jnp.float32))
+
+    mse = supervised(binary, fnet.losses.mean_squared_error)
+    _, (_, m) = mse(b_params, {}, X, pm1.astype(jnp.float32), None)
+    assert "accuracy" not in m
+
+
+def test_correct_predictions_is_a_deprecated_alias_of_metrics_correct():
+    scores = LIN.apply(_init(LIN), X)
+    with pytest.warns(DeprecationWarning, match="fnet.metrics.correct"):
+        right = fnet.train.correct_predictions(scores, Y)
+    np.testing.assert_array_equal(right, fnet.metrics.correct(scores, Y))
+    with pytest.warns(DeprecationWarning):
+        assert fnet.train.correct_predictions(scores, Y.astype(jnp.float32)) is None
+
+
 def test_fit_spiral_mlp_reaches_99_percent_and_linear_stays_near_half():
     result = fit(MLP_OBJ, _init(MLP), ADAM, X, Y, key=jax.random.key(0), epochs=300,
                  batch_size=300, progress=False)  # fmt: skip
