@@ -11,6 +11,8 @@ Three rules (issue 14):
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,48 @@ def test_leaf_modules_import_only_leaf_utilities(module):
     }
     allowed = LEAF_UTILITIES - {module} if module == "fnet.distributed" else frozenset()
     assert deps <= allowed, f"{module} must be a leaf; it imports {sorted(deps - allowed)}"
+
+
+def _functions_taking_a_mesh():
+    """``(qualified name, signature)`` of every fnet function and method with a ``mesh``."""
+    for module in sorted(MODULES):
+        mod = importlib.import_module(module)
+        for name, obj in vars(mod).items():
+            if getattr(obj, "__module__", None) != module:
+                continue
+            found = [(name, obj)] if inspect.isfunction(obj) else []
+            if inspect.isclass(obj):
+                found = [(f"{name}.{k}", v) for k, v in vars(obj).items() if inspect.isfunction(v)]
+            for qual, fn in found:
+                sig = inspect.signature(fn)
+                if "mesh" in sig.parameters:
+                    yield f"{module}.{qual}", sig
+
+
+def _is_private(part: str) -> bool:
+    return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+
+
+# Placement helpers take the data first and the mesh last, positionally: replicate(tree, mesh).
+MESH_LAST_MODULES = ("fnet.distributed.", "fnet.train.step.sharded_objective")
+
+
+def test_mesh_is_last_in_placement_helpers_and_keyword_only_elsewhere():
+    seen, wrong = [], []
+    for name, sig in _functions_taking_a_mesh():
+        seen.append(name)
+        params = [p for p in sig.parameters.values() if p.name != "self"]
+        mesh = sig.parameters["mesh"]
+        positional = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+        if name.startswith(MESH_LAST_MODULES) or name.endswith("ShardedObjective.__init__"):
+            ok = positional and positional[-1] is mesh
+            rule = "the last positional parameter"
+        elif any(_is_private(part) for part in name.split(".")):
+            continue  # private (e.g. the engine's cache key, a NamedTuple)
+        else:
+            ok = mesh.kind is mesh.KEYWORD_ONLY
+            rule = "keyword-only (mesh=...)"
+        if not ok:
+            wrong.append(f"{name}{sig}: mesh must be {rule}")
+    assert "fnet.train.fit.fit" in seen and "fnet.distributed.replicate" in seen
+    assert not wrong, "\n".join(wrong)
