@@ -56,6 +56,7 @@ from jax import lax
 from jax.sharding import Mesh
 
 from fnet import distributed
+from fnet._checks import check_int
 from fnet.train.epoch import BatchPlan
 from fnet.train.objective import Metrics, Objective
 from fnet.train.step import TrainState, make_step, sharded_objective
@@ -273,15 +274,14 @@ def _step_info(spec: _Spec, sig: Any) -> tuple[frozenset[str], tuple[tuple[str, 
 
 
 def _check_steps_per_call(steps_per_call: Any) -> None:
-    ok = steps_per_call in ("auto", "epoch") or (
-        not isinstance(steps_per_call, bool)
-        and isinstance(steps_per_call, (int, np.integer))
-        and steps_per_call >= 1
-    )
-    if not ok:
-        raise ValueError(
-            f"fit: steps_per_call must be 'auto', 'epoch' or an int >= 1, got {steps_per_call!r}"
-        )
+    if isinstance(steps_per_call, str):
+        if steps_per_call not in ("auto", "epoch"):
+            raise ValueError(
+                "fit: steps_per_call must be 'auto', 'epoch' or an int >= 1, got "
+                f"{steps_per_call!r}"
+            )
+        return
+    check_int(steps_per_call, "fit: steps_per_call (if not 'auto' or 'epoch')", minimum=1)
 
 
 def resolve_steps_per_call(
@@ -294,7 +294,9 @@ def resolve_steps_per_call(
     to ``n_steps`` (``K >= n_steps`` is one unrolled call per epoch).
 
     Raises:
-      ValueError: ``steps_per_call`` is not ``"auto"``, ``"epoch"`` or an int >= 1.
+      TypeError: ``steps_per_call`` is neither a string nor an int (``True``, ``2.5``).
+      ValueError: ``steps_per_call`` is a string other than ``"auto"``/``"epoch"``, or
+        an int below 1.
     """
     _check_steps_per_call(steps_per_call)
     if steps_per_call == "epoch":
