@@ -223,3 +223,27 @@ def test_keep_best_refuses_a_directory_holding_other_checkpoints(tmp_path):
     with pytest.raises(ValueError, match="directory of its own"):
         _fit(2, on_epoch_end=KeepBest("train_loss", directory=tmp_path))
     assert checkpoint.all_steps(tmp_path) == [1]
+
+
+@pytest.mark.parametrize("where", ["y", "y_val"])
+def test_fit_refuses_out_of_range_integer_labels_before_training(where):
+    # Labels 1..10 for 10 classes: under jit the 10s would get zero loss and zero gradient
+    # (a LOWER reported loss); fit checks the concrete labels once on the host instead.
+    model = fnet.serial(fnet.Dense(10))
+    _, params = model.init(jax.random.key(0), (-1, 4))
+    x = np.ones((20, 4), np.float32)
+    good = np.arange(20) % 10
+    bad = good + 1
+    y, val = (bad, (x, good)) if where == "y" else (good, (x, bad))
+    objective = fnet.train.supervised(model, fnet.losses.softmax_cross_entropy)
+    with pytest.raises(fnet.errors.LabelError, match=rf"{where}\[\d+\]=10"):
+        fnet.fit(objective, params, optax.sgd(0.1), x, y, key=jax.random.key(1), epochs=1,
+                 batch_size=5, validation=val, progress=False)  # fmt: skip
+
+
+def test_evaluate_refuses_out_of_range_integer_labels():
+    model = fnet.serial(fnet.Dense(3))
+    _, params = model.init(jax.random.key(0), (-1, 2))
+    x = np.ones((4, 2), np.float32)
+    with pytest.raises(fnet.errors.LabelError, match="outside"):
+        fnet.evaluate(model, params, x, np.array([0, 1, 2, 3]))

@@ -143,6 +143,8 @@ def evaluate(
 
     Raises:
       ShapeError: ``x``/``y`` lengths differ or are not arrays with a batch axis.
+      LabelError: integer class labels outside ``[0, C)`` for the model's ``C``
+        outputs (checked once on the host).
       TypeError: ``batch_size`` is not an int (``True`` and ``2.0`` are not).
       ValueError: ``batch_size < 1``, or not divisible by the mesh's data axis.
     """
@@ -150,13 +152,14 @@ def evaluate(
     check_batch_size(batch_size, None, "evaluate")
     batch_size = min(batch_size, n)
     state = {} if state is None else state
+    objective = supervised(model, loss_fn)
+    objective.check_targets(params, state, x, y)
     if mesh is None:
         x, y = jnp.asarray(x), jnp.asarray(y)  # on the device once (lists work too)
     else:
         distributed.check_divisible(batch_size, mesh)
         x, y = distributed.place_data((jnp.asarray(x), jnp.asarray(y)), mesh)
         params, state = distributed.replicate((params, state), mesh)
-    objective = supervised(model, loss_fn)
     means = evaluate_objective(
         params, state, x, y, objective=objective, batch_size=batch_size, mesh=mesh
     )

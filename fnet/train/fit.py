@@ -226,6 +226,10 @@ def fit(
       ShapeError: ``x``/``y`` (or the validation pair) differ in length or lack a batch
         axis; the loss's ShapeError/LabelError for targets of the wrong rank or dtype
         (raised while tracing, before compiling).
+      LabelError: with a ``supervised`` objective (anything with a ``check_targets``
+        method), integer class labels in ``y`` or ``y_val`` outside ``[0, C)`` for the
+        model's ``C`` outputs (e.g. labels 1..10 for 10 classes); checked once on the
+        host before compiling.
       TypeError: ``batch_size``, ``epochs``, ``every``, ``keep`` or an int
         ``steps_per_call`` is not an int (``True`` and ``2.0`` are not; ``keep`` may be
         ``None``); ``key`` is not a PRNG key.
@@ -261,6 +265,11 @@ def fit(
         hooks = list(on_epoch_end)
     with_history = [takes_history(h) for h in hooks]
     ts = TrainState.create(params, optimizer, state=state, opt_state=opt_state)
+    check_targets = getattr(objective, "check_targets", None)
+    if check_targets is not None:  # concrete labels, checked on the host before compiling
+        check_targets(ts.params, ts.state, x, y, name="y")
+        if validation is not None:
+            check_targets(ts.params, ts.state, *validation, name="y_val")
     plan = batch_plan(n, batch_size, remainder, merge_single=bool(jax.tree.leaves(ts.state)))
     engine = EpochEngine(objective, optimizer, plan, steps_per_call=steps_per_call, mesh=mesh)
     history: dict[str, Any] = {

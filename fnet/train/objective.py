@@ -14,6 +14,7 @@ training; validation inside ``fit`` calls ``objective(..., key=None, train=False
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 
 from fnet.core import AnyModel, as_stateful, is_stateful
 from fnet.metrics import are_class_labels, correct
+from fnet.validation import check_labels_for_output
 
 __all__ = ["Metrics", "Objective", "Supervised", "correct_predictions", "supervised"]
 
@@ -86,6 +88,36 @@ class Supervised:
             metrics["penalty"] = pen
             loss = loss + pen.astype(loss.dtype)
         return loss, (new_state, metrics)
+
+    def check_targets(self, params: Any, state: Any, x: Any, y: Any, *, name: str = "y") -> None:
+        """Check concrete class labels against the model's output once, on the host.
+
+        ``fit`` and ``evaluate`` call this before compiling: inside ``jit`` an integer
+        label outside ``[0, C)`` cannot raise (the loss gives it zero loss and zero
+        gradient), so it is caught here. The model's output shape comes from
+        ``jax.eval_shape`` (nothing is computed; cached per model, input and params
+        shapes), then :func:`fnet.validation.check_labels_for_output` runs.
+
+        Raises:
+          LabelError: ``y`` holds integer class ids and one lies outside ``[0, C)``
+            (e.g. labels 1..10 for 10 classes), naming the values and positions.
+        """
+        spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
+        abstract = jax.tree.map(spec, (params, state))
+        leaves, treedef = jax.tree.flatten(abstract)
+        x_spec = (tuple(jnp.shape(x)[1:]), jnp.result_type(x))
+        out = _output_shape(self.model, treedef, tuple(leaves), x_spec)
+        check_labels_for_output(y, out, name=name)
+
+
+@functools.lru_cache(maxsize=64)
+def _output_shape(model: AnyModel, treedef: Any, leaves: tuple, x_spec: tuple) -> tuple:
+    """``(-1, ...)``: the model's output shape for inputs ``(B, *x_spec[0])`` (abstract)."""
+    params, state = jax.tree.unflatten(treedef, leaves)
+    x = jax.ShapeDtypeStruct((1, *x_spec[0]), x_spec[1])
+    apply = lambda p, s, xb: as_stateful(model).apply(p, s, xb, train=False)[0]
+    out = jax.eval_shape(apply, params, state, x)
+    return (-1, *out.shape[1:])
 
 
 def supervised(
