@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir",
         default=None,
         help="folder holding MNIST and/or Fashion-MNIST (an error if missing or empty); "
-        "default: search $FNET_DATA_DIR, ../shared/data, ~/.cache/fnet, /usr/share/datasets",
+        "default: fnet's places ($FNET_DATA_DIR, ~/.cache/fnet, /usr/share/datasets) and "
+        "../shared/data for MNIST",
     )
     p.add_argument("--out", default="runs", help="output folder (one sub-folder each)")
     p.add_argument("--seed", type=int, default=0, help="base random seed")

@@ -53,8 +53,9 @@ def make_parser(
         "--data-dir",
         default=None,
         help="folder holding MNIST and/or Fashion-MNIST (searched alone; an error if it "
-        "does not exist or holds neither); default: $FNET_DATA_DIR, ../shared/data, "
-        "~/.cache/fnet, /usr/share/datasets/<name> (a dataset found nowhere is skipped)",
+        "does not exist or holds neither); default: fnet's places ($FNET_DATA_DIR, "
+        "~/.cache/fnet, /usr/share/datasets/<name>) and ../shared/data for MNIST "
+        "(a dataset found nowhere is skipped)",
     )
     parser.add_argument("--out", default=f"runs/{name}", help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="base random seed")

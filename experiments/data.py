@@ -1,15 +1,20 @@
 """The data of the experiments: MNIST, Fashion-MNIST and the spiral, and where to look.
 
-Where image data are looked for:
+Image data are read by fnet's verified loaders (:func:`fnet.datasets.mnist`,
+:func:`fnet.datasets.mnist_train_or_subset`, :func:`fnet.datasets.fashion_mnist`, which
+accept a copy of the official files by the SHA-256 of its decompressed content, so
+Debian's re-compressed ``dataset-fashion-mnist`` passes) and looked for by fnet's one
+search rule (:func:`fnet.datasets.candidate_dirs`):
 
-- an explicit ``--data-dir D``: only ``D`` (and its per-dataset subfolders ``D/mnist``,
+- an explicit ``--data-dir D``: only ``D`` and its per-dataset subfolders (``D/mnist``,
   ``D/fashion_mnist``, ``D/fashion-mnist``). ``D`` must exist and hold at least one
   dataset (:func:`check_data_dir`), else :class:`DataDirError`: asking for a folder and
-  silently running on nothing would report success on nothing.
-- no ``--data-dir``: ``$FNET_DATA_DIR``, ``../shared/data`` beside the repository, the
-  per-user cache (``~/.cache/fnet``) and the system location ``/usr/share/datasets/<name>``
-  (Debian's ``dataset-fashion-mnist`` package installs there), each with or without the
-  per-dataset subfolder. A dataset found nowhere is :class:`DataUnavailable` and the
+  silently running on nothing (or on data from elsewhere) would report success on it.
+- no ``--data-dir``: fnet's default places (``$FNET_DATA_DIR``, the per-user cache
+  ``~/.cache/fnet``, ``/usr/share/datasets``, each with or without the per-dataset
+  subfolder), with the project machines' ``../shared/data`` beside the repository
+  (:data:`SHARED_DATA`, which holds MNIST's test set and 5,000-image training subset)
+  searched first for MNIST. A dataset found nowhere is :class:`DataUnavailable` and the
   experiment records it as skipped, with every place looked in.
 """
 
@@ -29,6 +34,7 @@ from fnet.errors import DataError, DownloadError
 __all__ = [
     "DATASETS",
     "REPO_ROOT",
+    "SHARED_DATA",
     "DataDirError",
     "DataUnavailable",
     "ImageData",
@@ -40,21 +46,29 @@ __all__ = [
 ]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+#: The project machines' data folder beside the repository: MNIST's official test files
+#: and its 5,000-image training subset (``train5k-*``) in ``mnist/``.
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 #: Image datasets the experiments use: key -> display name.
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
-_SUBFOLDERS = {"mnist": ("mnist",), "fashion_mnist": ("fashion_mnist", "fashion-mnist")}
-_SYSTEM = {
-    "mnist": "/usr/share/datasets/mnist",
-    "fashion_mnist": "/usr/share/datasets/fashion-mnist",
-}
-_TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-_TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
-# Fashion-MNIST's first ten labels (train, test): tells it apart from MNIST, whose
-# files have the same names and sizes (MNIST's begin 5 0 4 1 9 2 1 3 1 4 / 7 2 1 0 4 1 4 9 5 9).
-_FASHION_FIRST_LABELS = {
-    "train": (9, 0, 0, 3, 0, 2, 7, 2, 5, 5),
-    "test": (9, 2, 1, 1, 6, 1, 4, 6, 5, 7),
+
+
+def _names(specs: Any) -> tuple[str, ...]:
+    return tuple(spec.name for spec in specs)
+
+
+# The file sets that make a dataset usable (a presence test by name; the loaders verify
+# the content): MNIST's test files with its training files or the 5k subset.
+_USABLE: dict[str, tuple[tuple[str, ...], ...]] = {
+    "mnist": (
+        _names(datasets.MNIST_FILES["test"]) + _names(datasets.MNIST_FILES["train"]),
+        _names(datasets.MNIST_FILES["test"]) + tuple(datasets.MNIST_SUBSET_FILES),
+    ),
+    "fashion_mnist": (
+        _names(datasets.FASHION_MNIST_FILES["test"])
+        + _names(datasets.FASHION_MNIST_FILES["train"]),
+    ),
 }
 
 
@@ -92,42 +106,34 @@ class ImageData:
         return f"{self.info['dataset']}-{self.info['train_examples'] / 1000:g}k"
 
 
-def _roots() -> list[pathlib.Path]:
-    """The default data roots, in order (see the module docstring)."""
-    roots = []
-    env = os.environ.get(datasets.ENV_VAR)
-    if env:
-        roots.append(pathlib.Path(env).expanduser())
-    shared = REPO_ROOT.parent / "shared" / "data"
-    if shared.is_dir():
-        roots.append(shared)
-    if not env:
-        roots.append(datasets.resolve_data_dir(None))
-    return roots
+def _default_root(dataset: str) -> pathlib.Path | None:
+    """The ``data_dir`` passed to fnet's search when no ``--data-dir`` is given:
+    :data:`SHARED_DATA` for MNIST (its 5k subset lives there), else none."""
+    return SHARED_DATA if dataset == "mnist" else None
 
 
 def search_dirs(dataset: str, data_dir: str | os.PathLike[str] | None) -> list[pathlib.Path]:
     """Folders searched, in order, for ``dataset``'s files (``"mnist"``/``"fashion_mnist"``).
 
-    With ``data_dir`` only that folder and its per-dataset subfolders; else the default
-    roots (module docstring) and the system location ``/usr/share/datasets/<name>``.
+    With ``data_dir``: the folders of :func:`fnet.datasets.candidate_dirs` that belong to
+    ``data_dir`` itself (its per-dataset subfolders, then itself). Without: all of
+    ``candidate_dirs(dataset, SHARED_DATA)`` for MNIST, ``candidate_dirs(dataset)`` for
+    Fashion-MNIST (module docstring).
     """
-    roots = [pathlib.Path(data_dir).expanduser()] if data_dir else _roots()
-    dirs = [root / sub for root in roots for sub in _SUBFOLDERS[dataset]] + roots
-    if not data_dir:
-        dirs.append(pathlib.Path(_SYSTEM[dataset]))
-    return list(dict.fromkeys(dirs))
+    if data_dir is None or str(data_dir) == "":
+        return datasets.candidate_dirs(dataset, _default_root(dataset))
+    root = pathlib.Path(data_dir).expanduser()
+    return [d for d in datasets.candidate_dirs(dataset, root) if d == root or d.parent == root]
 
 
-def _has_files(folder: pathlib.Path, dataset: str) -> bool:
-    if not all((folder / f).is_file() for f in _TEST_FILES):
-        return False
-    train = (*_TRAIN_FILES,) if dataset == "fashion_mnist" else None
-    if train is None:  # MNIST: the official training files or the 5k subset
-        return all((folder / f).is_file() for f in _TRAIN_FILES) or all(
-            (folder / f).is_file() for f in datasets.MNIST_SUBSET_FILES
-        )
-    return all((folder / f).is_file() for f in train)
+def _present(dataset: str, data_dir: str | os.PathLike[str] | None) -> bool:
+    """Whether one of :func:`search_dirs` holds a usable file set of ``dataset`` (by name,
+    through :func:`fnet.datasets.find_dataset_dir`)."""
+    dirs = search_dirs(dataset, data_dir)
+    root = data_dir if data_dir else _default_root(dataset)
+    return any(
+        datasets.find_dataset_dir(dataset, files, root) in dirs for files in _USABLE[dataset]
+    )
 
 
 def check_data_dir(data_dir: str | os.PathLike[str]) -> list[str]:
@@ -145,7 +151,7 @@ def check_data_dir(data_dir: str | os.PathLike[str]) -> list[str]:
             "Fashion-MNIST (the *-ubyte.gz files, directly or in mnist/, fashion_mnist/ "
             "or fashion-mnist/), or leave --data-dir out to search the default places."
         )
-    found = [name for name in DATASETS if any(_has_files(d, name) for d in search_dirs(name, path))]
+    found = [name for name in DATASETS if _present(name, path)]
     if not found:
         raise DataDirError(
             f"--data-dir {data_dir}: holds no usable data: neither MNIST (t10k-*-ubyte.gz with "
@@ -159,51 +165,49 @@ def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
-def _mnist_from(folder: pathlib.Path, download: bool) -> tuple[Any, Any]:
-    train = datasets.mnist_train_or_subset(folder, download=download)
-    test = datasets.mnist("test", folder, download=download)
-    return train, test
-
-
-def read_fashion_mnist(folder: pathlib.Path, split: str) -> datasets.Dataset:
-    """Fashion-MNIST's ``split`` from the four official file names in ``folder``.
-
-    The one place to change when ``fnet.datasets.fashion_mnist`` accepts re-compressed
-    copies of the official files (Debian's): it rejects them today, because it checks the
-    archive's SHA-256 and Debian's gzip header differs. Until then the files are read
-    with :func:`fnet.datasets.load_mnist_format` (fully parsed, not checksummed) and
-    checked here: 60,000 / 10,000 images, 10 balanced classes, and the official first
-    ten labels (which also tells Fashion-MNIST from MNIST, whose file names are the same).
-
-    Raises:
-      DataError: the files are not Fashion-MNIST's ``split``.
-    """
-    prefix = "train" if split == "train" else "t10k"
-    ds = datasets.load_mnist_format(
-        folder / f"{prefix}-images-idx3-ubyte.gz",
-        folder / f"{prefix}-labels-idx1-ubyte.gz",
-        name="fashion_mnist",
-        split=split,
+def _read(
+    dataset: str, data_dir: str | os.PathLike[str] | None, download: bool
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Train and test sets through fnet's verified loaders (MNIST: the official training
+    set, else the 5k subset)."""
+    if dataset == "mnist":
+        train = datasets.mnist_train_or_subset(data_dir, download=download)
+        return train, datasets.mnist("test", data_dir, download=download)
+    return (
+        datasets.fashion_mnist("train", data_dir, download=False),
+        datasets.fashion_mnist("test", data_dir, download=False),
     )
-    n = 60_000 if split == "train" else 10_000
-    counts = np.bincount(ds.labels, minlength=10)
-    first = tuple(int(v) for v in ds.labels[:10])
-    if len(ds.labels) != n or counts.min() != counts.max() or first != _FASHION_FIRST_LABELS[split]:
-        raise DataError(
-            f"{folder}: {prefix}-*-ubyte.gz are not Fashion-MNIST's {split} set "
-            f"({len(ds.labels)} examples, first labels {first}; expected {n:,}, "
-            f"{_FASHION_FIRST_LABELS[split]})"
+
+
+def _load(
+    dataset: str, data_dir: str | os.PathLike[str] | None, download: bool
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """:func:`_read` from the places of :func:`search_dirs`, or DataUnavailable listing
+    them all and why the files there were not used."""
+    dirs = search_dirs(dataset, data_dir)
+    problems = []
+    fetch = download and dataset == "mnist"
+    if data_dir and not _present(dataset, data_dir) and not fetch:
+        where = ", ".join(str(d) for d in dirs)
+        raise DataUnavailable(f"{DATASETS[dataset]} not found in {where}")
+    try:
+        train, test = _read(dataset, data_dir or _default_root(dataset), False)
+        used = {pathlib.Path(f).parent for ds in (train, test) for f in ds.info["files"]}
+        if used <= set(dirs):
+            return train, test
+        problems.append(
+            f"the usable files are outside --data-dir {data_dir} ({', '.join(map(str, used))}); "
+            "its own copies are missing or not the official ones"
         )
-    ds.info["subset"] = False
-    ds.info["verified"] = "counts, class balance and first labels (archive checksum not checked)"
-    return ds
-
-
-def _fashion_from(folder: pathlib.Path, download: bool) -> tuple[Any, Any]:
-    del download  # Fashion-MNIST is read from the files present only (see read_fashion_mnist)
-    if not _has_files(folder, "fashion_mnist"):
-        raise DownloadError(f"{folder}: no Fashion-MNIST files")
-    return read_fashion_mnist(folder, "train"), read_fashion_mnist(folder, "test")
+    except (DownloadError, DataError, OSError) as err:
+        problems.append(_first_line(err))
+    if fetch:
+        try:  # downloads go to --data-dir, else $FNET_DATA_DIR or ~/.cache/fnet
+            return _read(dataset, data_dir, True)
+        except (DownloadError, DataError, OSError) as err:
+            problems.append(f"download: {_first_line(err)}")
+    where = ", ".join(str(d) for d in dirs)
+    raise DataUnavailable(f"{DATASETS[dataset]} not found in {where} ({'; '.join(problems)})")
 
 
 def load_image_data(
@@ -215,50 +219,32 @@ def load_image_data(
     max_train: int | None = None,
     max_test: int | None = None,
 ) -> ImageData:
-    """MNIST or Fashion-MNIST, shuffled, pixels ``/255``, from the first folder that has it.
+    """MNIST or Fashion-MNIST, shuffled, pixels ``/255``, verified by content.
 
     MNIST: the official 60k training set if present, else the 5,000-image subset (500
-    per class), with the official 10k test set. Fashion-MNIST: 60k / 10k. The training
-    set is shuffled with ``seed``; ``max_train``/``max_test`` cut it (and the test set)
-    for ``--quick`` runs.
+    per class), with the official 10k test set. Fashion-MNIST: 60k / 10k. Looked for in
+    :func:`search_dirs`. The training set is shuffled with ``seed``;
+    ``max_train``/``max_test`` cut it (and the test set) for ``--quick`` runs.
 
     Args:
       dataset: ``"mnist"`` or ``"fashion_mnist"``.
       data_dir: an explicit folder (searched alone) or ``None`` (the default places).
       seed: shuffling seed.
-      download: MNIST only: download the official files if missing.
+      download: MNIST only: download the official files if missing (into ``data_dir``,
+        else ``$FNET_DATA_DIR`` or ``~/.cache/fnet``).
       max_train, max_test: keep only the first examples (after shuffling).
 
     Returns:
       :class:`ImageData`; ``info`` names the files, the sizes and the preprocessing.
 
     Raises:
-      DataUnavailable: the dataset is in none of the folders; the message lists them and
-        why each failed (missing, or present but not the official files).
+      DataUnavailable: the dataset is in none of the folders, or the copies there are not
+        the official files; the message lists every folder and what failed.
       ValueError: unknown ``dataset``.
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
-    reader = _mnist_from if dataset == "mnist" else _fashion_from
-    problems = []
-    train = test = None
-    for folder in search_dirs(dataset, data_dir):
-        if not _has_files(folder, dataset):
-            continue
-        try:
-            train, test = reader(folder, False)
-            break
-        except (DownloadError, DataError, OSError) as err:
-            problems.append(f"{folder}: {_first_line(err)}")
-    if train is None and download and dataset == "mnist":
-        try:
-            train, test = _mnist_from(pathlib.Path(datasets.resolve_data_dir(data_dir)), True)
-        except (DownloadError, DataError, OSError) as err:
-            problems.append(f"download: {_first_line(err)}")
-    if train is None or test is None:
-        where = ", ".join(str(d) for d in search_dirs(dataset, data_dir))
-        detail = f" ({'; '.join(problems)})" if problems else ""
-        raise DataUnavailable(f"{DATASETS[dataset]} not found in {where}{detail}")
+    train, test = _load(dataset, data_dir, download)
     train = datasets.shuffle(train, key=jax.random.key(10_000 + seed))
     subset = bool(train.info["subset"])
     x_tr, y_tr = train.inputs, train.labels
@@ -285,7 +271,11 @@ def load_image_data(
         "train_subset": subset,
         "train_files": list(train.info["files"]),
         "test_files": list(test.info["files"]),
-        "verified": train.info["verified"],
+        "verified": (
+            "training and test files verified by the SHA-256 of their content"
+            if train.info["verified"]
+            else "test files verified by content; the 5k subset read unverified"
+        ),
         "note": note,
         "preprocessing": "pixels / 255 (fnet.datasets.scale_pixels), no mean subtraction",
     }

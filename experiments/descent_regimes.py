@@ -1,6 +1,6 @@
 """SGD (batch 1), mini-batch and full-batch gradient descent, measured with per-example gradients.
 
-On MNIST (from ``--data-dir`` when the files are there; a 4,096-image training set) or
+On MNIST (where :mod:`experiments.data` finds it; a 4,096-image training set) or
 else on the spiral, with an MLP and softmax cross-entropy:
 
 1. Mini-batch gradient variance vs batch size ``B``: measured by sampling against the
@@ -36,7 +36,8 @@ import optax
 from jax import lax
 from tqdm import tqdm
 
-from experiments import common
+from experiments import cli, plotting, records
+from experiments.data import load_spiral, spiral_info
 from fnet import models
 from fnet import per_example as pe
 from fnet.losses import softmax_cross_entropy
@@ -88,21 +89,24 @@ def make_config(quick: bool, mnist: bool) -> dict[str, Any]:
 # --------------------------------------------------------------------------- data
 
 
-def load_data(args: Any, cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict, bool]:
-    """MNIST (flattened, /255) when available, else the spiral; says which and why."""
-    try:
-        data = common.load_mnist(args.data_dir, seed=args.seed, max_train=cfg["n_train"])
-        x = data.x_train.reshape(len(data.x_train), -1).astype(np.float32)
-        info = dict(data.info)
-        info["why"] = f"MNIST files found in {args.data_dir}"
+def load_data(run: cli.Run, cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict, bool]:
+    """MNIST (flattened, /255) when available, else the spiral; says which and why.
+
+    ``run.image_data`` records MNIST as used, or as skipped with the places looked in;
+    the spiral fallback is recorded as used here."""
+    mnist = run.image_data("mnist", max_train=cfg["n_train"])
+    if mnist is not None:
+        x = mnist.x_train.reshape(len(mnist.x_train), -1).astype(np.float32)
+        info = mnist.info
+        info["why"] = "MNIST files found: " + ", ".join(info["train_files"])
         info["note"] += f"; first {len(x)} shuffled training images used"
-        return x, data.y_train, info, True
-    except common.DataUnavailable as err:
-        n_per_class = cfg["n_train"] // 3
-        x, y = common.load_spiral(n_per_class, seed=args.seed)
-        info = common.spiral_info(n_per_class, 0.2, "angle", "training set")
-        info["why"] = f"MNIST unavailable ({err}); fell back to the spiral"
-        return x, y, info, False
+        return x, mnist.y_train, info, True
+    n_per_class = cfg["n_train"] // 3
+    x, y = load_spiral(n_per_class, seed=run.args.seed)
+    info = spiral_info(n_per_class, 0.2, "angle", "training set")
+    info["why"] = f"MNIST unavailable ({run.skipped[-1]['why']}); fell back to the spiral"
+    run.used.append(info)
+    return x, y, info, False
 
 
 # --------------------------------------------------------------------------- training
@@ -226,7 +230,7 @@ class Runner:
         step, elapsed = 0, 0.0
         while step < epochs * spe:
             n_steps = min(seg, epochs * spe - step)
-            t = common.Timer()
+            t = records.Timer()
             states = jax.block_until_ready(
                 self.train(states, batch, step, n_steps, shuffle=shuffle)
             )
@@ -404,11 +408,10 @@ def _verdict(simple_ratio: float, noise_ratio: float) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = common.make_parser(NAME, __doc__.splitlines()[0])
-    args = parser.parse_args(argv)
-    timer = common.Timer()
-    quick = bool(args.quick)
-    x_np, y_np, data_info, mnist = load_data(args, make_config(quick, True))
+    run = cli.start(NAME, __doc__ or NAME, argv)
+    args = run.args
+    quick = run.quick
+    x_np, y_np, _, mnist = load_data(run, make_config(quick, True))
     cfg = make_config(quick, mnist)
     cfg["n_train"] = n = len(y_np)
     n_classes = int(y_np.max()) + 1
@@ -554,12 +557,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"critical batch E_min/S_min = {crit['b_crit_emin_over_smin']:.0f}; "
             f"B_simple {nz[f'b_simple_{ref}']:.0f}, B_noise {nz[f'b_noise_{ref}']:.0f} ({where})"
         )
-    data = {"used": [data_info], "skipped": []}
-    if not mnist:
-        data["skipped"] = [{"what": "MNIST", "why": data_info["why"]}]
-    return common.write_metrics(
-        out, cfg, metrics, data, timer(), name=NAME, headline=headline, figures=figures
-    )
+    return run.write(cfg, metrics, headline=headline, figures=figures)
 
 
 # --------------------------------------------------------------------------- plots
@@ -610,7 +608,7 @@ def save_panels(out: str, filename: str, panels: Sequence[Panel], title: str = "
         _draw(ax, panel)
     if title:
         fig.suptitle(title)
-    return common.save_figure(fig, out, filename)
+    return plotting.save_figure(fig, out, filename)
 
 
 def plot_all(out: str, cfg: dict, m: dict, regimes: dict, mnist: bool) -> list[str]:
@@ -753,4 +751,4 @@ def plot_all(out: str, cfg: dict, m: dict, regimes: dict, mnist: bool) -> list[s
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(main)

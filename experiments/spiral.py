@@ -52,13 +52,14 @@ def bayes_accuracy(noise: float, *, key: jax.Array, n_samples: int, n_t: int = 4
     grid = jnp.linspace(0.0, 1.0, n_t, dtype=jnp.float32)
     mus = jnp.stack([centre(grid, jnp.float32(k)) for k in range(N_CLASSES)])  # (C, T, 2)
 
-    def max_posterior(xb: jax.Array) -> jax.Array:
-        d2 = jnp.sum(jnp.square(xb[:, None, None, :] - mus[None]), axis=-1)  # (B, C, T)
-        log_p = jax.nn.logsumexp(-d2 / (2 * noise**2), axis=-1)  # (B, C), up to a constant
-        return jnp.max(jax.nn.softmax(log_p, axis=-1), axis=-1)
+    def max_posterior(xi: jax.Array) -> jax.Array:
+        d2 = jnp.sum(jnp.square(xi - mus), axis=-1)  # (C, T)
+        log_p = jax.nn.logsumexp(-d2 / (2 * noise**2), axis=-1)  # (C,), up to a constant
+        return jnp.max(jax.nn.softmax(log_p))
 
-    chunks = x.reshape(-1, 500, 2)
-    return float(jnp.mean(jax.jit(lambda xs: jax.lax.map(max_posterior, xs))(chunks)))
+    # 500 points at a time (vmapped), so the (500, C, T) distances are the largest array.
+    posteriors = jax.jit(lambda xs: jax.lax.map(max_posterior, xs, batch_size=500))(x)
+    return float(jnp.mean(posteriors))
 
 
 def _fit(

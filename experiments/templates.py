@@ -21,7 +21,7 @@ import optax
 
 from experiments import cli, plotting, records
 from experiments.claims import claim_row
-from experiments.data import DataUnavailable, load_image_data
+from experiments.data import DataUnavailable, load_image_data, search_dirs
 from fnet import datasets, losses, models, regularizers, train
 from fnet.errors import DataError, DownloadError
 
@@ -74,27 +74,35 @@ def _plot(w: np.ndarray, shape: tuple[int, ...], names: Sequence[str], title: st
 
 
 def _cifar(data_dir: str | None, download: bool) -> Any:
-    """CIFAR-10 train/test from ``data_dir``'s parent or ``data_dir`` itself."""
-    roots = []
-    if data_dir:
-        roots = [str(pathlib.Path(data_dir).parent), data_dir]
-    roots.append(None)  # $FNET_DATA_DIR or ~/.cache/fnet
-    last: Exception | None = None
-    for root in roots:
-        try:
-            return datasets.cifar10("train", root, download=False), datasets.cifar10(
-                "test", root, download=False
-            )
-        except (DownloadError, DataError, OSError) as err:
-            last = err
-    if download:
-        return datasets.cifar10("train", None, download=True), datasets.cifar10(
-            "test", None, download=True
+    """CIFAR-10 train/test (:func:`fnet.datasets.cifar10`, verified), looked for like the
+    other datasets (:func:`experiments.data.search_dirs`): an explicit ``data_dir``
+    alone, else fnet's default places. Raises DataUnavailable, naming every folder."""
+    dirs = search_dirs("cifar10", data_dir)
+    where = ", ".join(str(d) for d in dirs)
+    archives = (datasets.CIFAR10_FILE, datasets.CIFAR10_PYTHON_FILE)  # fnet reads either
+    names = " or ".join(f.name for f in archives)
+    if data_dir and not download:  # an explicit folder without the archive: not read elsewhere
+        if all(
+            datasets.find_dataset_dir("cifar10", [f.name], data_dir) not in dirs for f in archives
+        ):
+            raise DataUnavailable(f"CIFAR-10 ({names}) not found in {where}")
+    try:
+        train = datasets.cifar10("train", data_dir, download=download)
+        test = datasets.cifar10("test", data_dir, download=download)
+    except DownloadError as err:
+        raise DataUnavailable(
+            f"CIFAR-10 ({names}) not found in {where}; pass --download to fetch "
+            f"{datasets.CIFAR10_FILE.name}"
+        ) from err
+    except (DataError, OSError) as err:  # present but not the official archive
+        raise DataUnavailable(f"CIFAR-10 not usable: {str(err).splitlines()[0]}") from err
+    used = {pathlib.Path(f).parent for f in train.info["files"]}
+    if not used <= set(dirs):
+        raise DataUnavailable(
+            f"CIFAR-10 ({names}) not found in {where} (a copy is in "
+            f"{', '.join(map(str, used))}, outside --data-dir)"
         )
-    where = ", ".join(str(r) for r in roots[:-1]) + ", $FNET_DATA_DIR or ~/.cache/fnet"
-    raise DataUnavailable(
-        f"CIFAR-10 (cifar-10-python.tar.gz) not found under {where}; pass --download to fetch it"
-    ) from last
+    return train, test
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

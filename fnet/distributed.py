@@ -37,6 +37,8 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from fnet._checks import check_int
+
 __all__ = [
     "DATA_AXIS",
     "MIN_SHARD_SIZE",
@@ -91,17 +93,16 @@ def data_mesh(
       ``jax.make_mesh`` (which orders devices for fast collectives on TPU/GPU).
 
     Raises:
-      ValueError: ``n_devices`` is not in ``[1, len(devices)]`` or not divisible by
-        ``model``.
+      TypeError: ``n_devices`` or ``model`` is not an int (``True`` is not).
+      ValueError: ``n_devices`` is not in ``[1, len(devices)]``, or ``model < 1`` or
+        does not divide ``n_devices``.
     """
     devs = list(jax.devices() if devices is None else devices)
     n = len(devs) if n_devices is None else n_devices
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(devs):
-        raise ValueError(f"data_mesh: n_devices must be an int in [1, {len(devs)}], got {n!r}")
-    if isinstance(model, bool) or not isinstance(model, int) or model < 1 or n % model:
-        raise ValueError(
-            f"data_mesh: model={model!r} must be a positive int dividing n_devices={n}"
-        )
+    n = check_int(n, "data_mesh: n_devices", minimum=1, maximum=len(devs))
+    model = check_int(model, "data_mesh: model", minimum=1)
+    if n % model:
+        raise ValueError(f"data_mesh: model={model} must divide n_devices={n}")
     if model == 1:
         return jax.make_mesh((n,), (DATA_AXIS,), (AxisType.Auto,), devices=devs[:n])
     return jax.make_mesh(
@@ -152,7 +153,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 # --------------------------------------------------------------------------- placement
 
 
-def check_divisible(batch_size: int, mesh: Mesh, what: str = "batch_size") -> None:
+def check_divisible(batch_size: int, mesh: Mesh, *, what: str = "batch_size") -> None:
     """Raise ``ValueError`` unless ``batch_size`` splits evenly over the data axis.
 
     The message names both numbers and the nearest batch sizes that would work.
@@ -204,7 +205,7 @@ def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
     sizes = {int(np.shape(a)[0]) if np.ndim(a) else -1 for a in jax.tree.leaves(batch)}
     if len(sizes) != 1 or -1 in sizes:
         raise ValueError(f"shard_batch: leaves need one shared leading axis, got {sorted(sizes)}")
-    check_divisible(sizes.pop(), mesh, "batch size")
+    check_divisible(sizes.pop(), mesh, what="batch size")
     sharding = batch_sharding(mesh)
     return jax.tree.map(lambda a: _put(a, sharding), batch)
 
@@ -345,7 +346,7 @@ def global_batch(local_batch: PyTree, mesh: Mesh) -> PyTree:
 
     def one(a: Any) -> jax.Array:
         a = np.asarray(a)
-        check_divisible(a.shape[0] * jax.process_count(), mesh, "global batch size")
+        check_divisible(a.shape[0] * jax.process_count(), mesh, what="global batch size")
         return jax.make_array_from_process_local_data(sharding, a)
 
     return jax.tree.map(one, local_batch)

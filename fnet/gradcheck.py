@@ -60,6 +60,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.tree_util import keystr, tree_flatten_with_path, tree_unflatten
 
+from fnet._checks import check_int
 from fnet.errors import ShapeError
 
 __all__ = [
@@ -268,8 +269,9 @@ def _coordinates(flat: _Flat, max_coords_per_leaf: int | None, key) -> list[np.n
 
     The subset is drawn on the host by NumPy, seeded by the key's bits and the leaf's
     position (no compiled JAX computation just to pick indices)."""
-    if max_coords_per_leaf is not None and max_coords_per_leaf < 1:
-        raise ValueError(f"max_coords_per_leaf must be >= 1, got {max_coords_per_leaf}")
+    max_coords_per_leaf = check_int(
+        max_coords_per_leaf, "max_coords_per_leaf", minimum=1, none_ok=True
+    )
     if key is None:
         seed = [0]
     else:
@@ -290,23 +292,8 @@ def _coordinates(flat: _Flat, max_coords_per_leaf: int | None, key) -> list[np.n
 
 def _default_batch(p: int, batch_size: int | None) -> int:
     if batch_size is not None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        return batch_size
+        return check_int(batch_size, "batch_size", minimum=1)
     return max(1, min(_MAX_BATCH, _ELEMS_PER_CHUNK // max(p, 1)))
-
-
-def _chunked_map(fn: Callable[[jax.Array], Any], xs: jax.Array, batch_size: int) -> Any:
-    """``fn`` over the leading axis of ``xs``: ``jax.vmap`` within chunks of ``batch_size``,
-    ``jax.lax.map`` over the chunks. Traceable; the last chunk is padded with ``xs[0]``."""
-    n = xs.shape[0]
-    b = min(batch_size, n)
-    chunks = -(-n // b)
-    if chunks == 1:  # no loop: smaller program, faster to compile
-        return jax.vmap(fn)(xs)
-    padded = jnp.concatenate([xs, jnp.repeat(xs[:1], chunks * b - n, axis=0)])
-    out = jax.lax.map(jax.vmap(fn), padded.reshape(chunks, b, *xs.shape[1:]))
-    return jax.tree.map(lambda o: o.reshape(chunks * b, *o.shape[2:])[:n], out)
 
 
 def _centred_differences(
@@ -324,7 +311,7 @@ def _centred_differences(
         xp, xm = xi + h, xi - h
         return (g(theta.at[i].set(xp)) - g(theta.at[i].set(xm))) / (xp - xm)
 
-    return _chunked_map(column, idx, batch_size)
+    return jax.lax.map(column, idx, batch_size=batch_size)
 
 
 def _floors(floor: float, values: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -446,7 +433,9 @@ def check_grad(
     Raises:
       RuntimeError: float64 is not enabled in JAX (the message says how to enable it).
       ShapeError: ``f`` does not return a scalar.
-      TypeError: ``x`` has no floating leaves, or ``f`` does not return float64.
+      TypeError: ``x`` has no floating leaves, or ``f`` does not return float64;
+        ``max_coords_per_leaf`` or ``batch_size`` is not ``None`` or an int.
+      ValueError: ``max_coords_per_leaf`` or ``batch_size`` is below 1.
     """
     _require_x64("check_grad")
     flat = _flatten(x)
@@ -519,7 +508,9 @@ def check_jacobian(
 
     Raises:
       RuntimeError: float64 is not enabled in JAX.
-      TypeError: ``x`` has no floating leaves, or ``f`` does not return float64.
+      TypeError: ``x`` has no floating leaves, or ``f`` does not return float64;
+        ``max_coords_per_leaf`` or ``batch_size`` is not ``None`` or an int.
+      ValueError: ``max_coords_per_leaf`` or ``batch_size`` is below 1.
     """
     _require_x64("check_jacobian")
     flat = _flatten(x)
@@ -539,7 +530,7 @@ def check_jacobian(
     @jax.jit
     def run(theta: jax.Array, idx: jax.Array) -> tuple[jax.Array, ...]:
         value, vjp = jax.vjp(g, theta)
-        rows = _chunked_map(lambda e: vjp(e)[0][idx], jnp.eye(m, dtype=jnp.float64), b)
+        rows = jax.lax.map(lambda e: vjp(e)[0][idx], jnp.eye(m, dtype=jnp.float64), batch_size=b)
         return value, rows, _centred_differences(g, theta, idx, step_scale, b).T
 
     value, analytic, numeric = map(np.asarray, run(flat.theta, jnp.asarray(coords)))

@@ -37,7 +37,7 @@ labels once on the host (:func:`fnet.validation.check_labels_for_output`).
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, get_args
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,7 @@ from fnet.errors import LabelError, ShapeError
 from fnet.validation import check_label_values, is_concrete
 
 __all__ = [
+    "BatchReduction",
     "Reduction",
     "binary_logistic",
     "binary_logistic_per_example",
@@ -59,8 +60,13 @@ __all__ = [
     "softmax_cross_entropy_per_example",
 ]
 
-Reduction: TypeAlias = Literal["mean", "sum", "none"]
-_REDUCTIONS = ("mean", "sum", "none")
+BatchReduction: TypeAlias = Literal["mean", "sum"]
+"""How a batch's per-example losses become ONE scalar (the value that is differentiated):
+their mean or their sum. ``fnet.per_example`` takes it as ``reduction=``."""
+Reduction: TypeAlias = Literal[BatchReduction, "none"]
+"""A loss's ``reduction=``: a :data:`BatchReduction`, or ``"none"`` for the ``(N,)``
+per-example losses."""
+_REDUCTIONS: tuple[str, ...] = get_args(Reduction)
 
 
 # --------------------------------------------------------------------------- checks

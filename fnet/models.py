@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from fnet._checks import check_int
 from fnet.combinators import serial
 from fnet.core import AnyModel, Model
 from fnet.layers import (
@@ -58,10 +59,12 @@ def mlp(
     Dense has ``h * maxout_pieces`` units followed by ``Maxout(maxout_pieces)``).
     The slides' 2-layer net is ``mlp([200], 10, "tanh")``; params ``dense_0``, ``dense_1``.
     ``compute_dtype``: see the module docstring (``None``: compute in float32).
+
+    Raises:
+      TypeError: a hidden size is not an int. ValueError: a hidden size below 1, or an
+        unknown ``activation``.
     """
-    sizes = list(hidden_sizes)
-    if any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in sizes):
-        raise ValueError(f"mlp: hidden_sizes must be positive ints, got {hidden_sizes!r}")
+    sizes = [check_int(h, f"mlp: hidden_sizes[{i}]", minimum=1) for i, h in enumerate(hidden_sizes)]
 
     def dense(width: int) -> Model:
         return Dense(width, w_init=w_init, compute_dtype=compute_dtype)

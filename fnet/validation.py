@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from fnet._checks import check_int
 from fnet.errors import LabelError
 
 __all__ = ["check_label_values", "check_labels", "check_labels_for_output", "is_concrete"]
@@ -31,11 +32,9 @@ def check_labels(labels, n_classes: int, *, name: str = "labels") -> np.ndarray:
     Raises:
       LabelError: wrong rank, non-integer dtype, or values out of range (the message
         gives the offending values and their positions).
+      TypeError, ValueError: ``n_classes`` is not an int >= 1.
     """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)):
-        raise TypeError(f"n_classes must be an int, got {type(n_classes).__name__}")
-    if n_classes < 1:
-        raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+    n_classes = check_int(n_classes, "n_classes", minimum=1)
     arr = np.asarray(labels)
     if arr.ndim != 1:
         raise LabelError(

@@ -279,6 +279,30 @@ def test_restore_of_a_given_step_and_missing_step(tmp_path):
         checkpoint.restore(tmp_path, {"w": np.zeros(2, np.int32)}, step=7)
 
 
+@pytest.mark.parametrize(
+    ("step", "keep", "match"),
+    [
+        (True, 3, r"step must be an int >= 0, got True of type bool"),
+        (-1, 3, r"step must be >= 0, got -1"),
+        (1.0, 3, r"step must be an int >= 0, got 1.0 of type float"),
+        (1, 0, r"keep must be >= 1, got 0"),
+        (1, True, r"keep must be None or an int >= 1, got True of type bool"),
+    ],
+)
+def test_save_rejects_a_bad_step_or_keep_before_writing(tmp_path, step, keep, match):
+    with pytest.raises(CheckpointError, match=match):
+        checkpoint.save(tmp_path / "ckpt", step, {"w": np.zeros(2)}, keep=keep)
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_restore_rejects_a_bool_step_and_accepts_a_numpy_step(tmp_path):
+    checkpoint.save(tmp_path, np.int64(1), {"w": np.ones(2, np.float32)})
+    with pytest.raises(CheckpointError, match=r"step must be None or an int >= 0, got True"):
+        checkpoint.restore(tmp_path, {"w": np.zeros(2, np.float32)}, step=True)
+    restored, _ = checkpoint.restore(tmp_path, {"w": np.zeros(2, np.float32)}, step=np.int32(1))
+    np.testing.assert_array_equal(restored["w"], [1.0, 1.0])
+
+
 def test_no_checkpoint_gives_none_and_a_clear_error(tmp_path):
     assert checkpoint.latest_step(tmp_path / "absent") is None
     assert checkpoint.all_steps(tmp_path) == []

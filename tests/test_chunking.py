@@ -70,6 +70,32 @@ def test_check_int_rejects_bools_floats_strings_and_small_values(value, minimum,
         check_int(value, "n", minimum=minimum)
 
 
+@pytest.mark.parametrize(
+    ("value", "kwargs", "error", "match"),
+    [
+        (9, {"minimum": 1, "maximum": 8}, ValueError, r"n must be in \[1, 8\], got 9"),
+        (0, {"minimum": 1, "maximum": 8}, ValueError, r"n must be in \[1, 8\], got 0"),
+        (5, {"maximum": 4}, ValueError, r"n must be <= 4, got 5"),
+        (None, {"minimum": 1}, TypeError, r"n must be an int >= 1, got None of type NoneType"),
+        (
+            True,
+            {"minimum": 1, "none_ok": True},
+            TypeError,
+            r"n must be None or an int >= 1, got True",
+        ),
+        (0, {"minimum": 1, "none_ok": True}, ValueError, r"n must be >= 1, got 0"),
+    ],
+)
+def test_check_int_names_the_allowed_range_and_none(value, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        check_int(value, "n", **kwargs)
+
+
+def test_check_int_passes_none_through_only_when_allowed():
+    assert check_int(None, "n", minimum=1, none_ok=True) is None
+    assert check_int(np.int32(8), "n", minimum=1, maximum=8) == 8
+
+
 def test_check_int_accepts_numpy_integers_and_returns_a_python_int():
     out = check_int(np.int64(3), "n", minimum=1)
     assert out == 3 and type(out) is int

@@ -132,6 +132,34 @@ def test_invalid_arguments_raise_value_error(make):
         make()
 
 
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: fnet.Dense(True), TypeError, r"Dense: out_dim must be an int >= 1, got True"),
+        (lambda: fnet.Dense(2.0), TypeError, r"Dense: out_dim must be an int >= 1, got 2.0"),
+        (lambda: fnet.Conv2D(True, 3), TypeError, r"Conv2D: features must be an int >= 1"),
+        (lambda: fnet.Conv2D(4, 2.0), TypeError, r"kernel_size must be an int >= 1 or a pair"),
+        (lambda: fnet.Conv2D(4, (3, 0)), ValueError, r"kernel_size\[1\] must be >= 1, got 0"),
+        (lambda: fnet.Conv2D(4, 3, strides=(1, 2, 1)), TypeError, r"strides must be an int"),
+        (lambda: fnet.Conv2D(4, 3, strides=False), TypeError, r"strides must be an int >= 1"),
+        (lambda: fnet.Maxout(1.5), TypeError, r"Maxout: pieces must be an int >= 1, got 1.5"),
+        (lambda: models.mlp([8, True], 10), TypeError, r"mlp: hidden_sizes\[1\] must be an int"),
+        (lambda: models.mlp([8, 0], 10), ValueError, r"mlp: hidden_sizes\[1\] must be >= 1"),
+    ],
+)
+def test_size_arguments_name_the_argument_and_reject_bools_and_floats(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_size_arguments_accept_numpy_integers_and_record_python_ints():
+    dense = fnet.Dense(np.int64(3))
+    conv = fnet.Conv2D(np.int32(2), (np.int64(3), 3))
+    assert dense.config["out_dim"] == 3 and type(dense.config["out_dim"]) is int
+    assert conv.config["kernel_size"] == [3, 3]
+    assert all(type(v) is int for v in conv.config["kernel_size"])
+
+
 def test_serial_rejects_a_layer_constructor_that_was_not_called():
     with pytest.raises(TypeError, match="forget to call"):
         fnet.serial(fnet.Dense(2), fnet.Relu)

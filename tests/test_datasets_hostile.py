@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from fnet.datasets import (
+    SYSTEM_DATA_DIR,
     FileSpec,
     cache,
     cifar10,
@@ -42,7 +43,7 @@ from fnet.errors import DataError, DownloadError
 pytestmark = pytest.mark.usefixtures("isolated_data_roots")
 
 MiB = 1 << 20
-DEBIAN_FASHION = pathlib.Path("/usr/share/datasets/fashion-mnist")
+DEBIAN_FASHION = SYSTEM_DATA_DIR / "fashion-mnist"  # where dataset-fashion-mnist installs
 
 
 def _header(code: int, shape: tuple[int, ...]) -> bytes:

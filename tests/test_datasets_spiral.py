@@ -63,7 +63,13 @@ def test_spiral_rejects_bad_arguments():
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="noise_on"):
         spiral(5, key=key, noise_on="radius")
-    with pytest.raises(ValueError, match=">= 1"):
+    with pytest.raises(ValueError, match="spiral: n_per_class must be >= 1, got 0"):
         spiral(0, key=key)
+    with pytest.raises(ValueError, match="spiral: n_classes must be >= 1, got 0"):
+        spiral(5, n_classes=0, key=key)
+    with pytest.raises(TypeError, match=r"spiral: n_per_class must be an int >= 1, got 5\.0"):
+        spiral(5.0, key=key)
+    with pytest.raises(TypeError, match="spiral: n_classes must be an int >= 1, got True"):
+        spiral(5, n_classes=True, key=key)
     with pytest.raises(ValueError, match="noise"):
         spiral(5, noise=-0.1, key=key)

@@ -146,8 +146,11 @@ def test_auto_driver_rule():
     assert resolve_steps_per_call("epoch", conv, "cpu", 600) is None
     assert resolve_steps_per_call(5, dense, "gpu", 600) == 5
     assert "reduce_window" in LOOP_HOSTILE_PRIMITIVES
-    for bad in (0, -1, 2.5, True, "fast"):
+    for bad in (0, -1, "fast"):
         with pytest.raises(ValueError, match="steps_per_call"):
+            resolve_steps_per_call(bad, dense, "cpu", 10)
+    for bad in (2.5, True, None):
+        with pytest.raises(TypeError, match=r"steps_per_call \(if not 'auto' or 'epoch'\)"):
             resolve_steps_per_call(bad, dense, "cpu", 10)
 
 

@@ -133,6 +133,6 @@ def test_side_by_side_panels_keep_each_y_label_clear_of_the_left_neighbour(monke
         plt.close(fig)
         return name
 
-    monkeypatch.setattr(dr.common, "save_figure", keep)
+    monkeypatch.setattr(dr.plotting, "save_figure", keep)
     dr.save_panels("unused", "three.png", panels, "title")
     assert all(gap > 0 for gap in saved["gaps"]), saved["gaps"]

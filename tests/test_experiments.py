@@ -36,6 +36,7 @@ from experiments import (
     templates,
 )
 from experiments import data as data_mod
+from fnet.datasets import SYSTEM_DATA_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -193,12 +194,12 @@ def test_convnet_quick_reports_params_and_epoch_time(tmp_path, mnist_dir):
 
 
 @pytest.fixture
-def no_default_data(tmp_path, monkeypatch):
-    """The default data places (roots and system folders) are empty folders."""
-    empty = tmp_path / "empty_default"
+def no_default_data(tmp_path, monkeypatch, isolated_data_roots):
+    """fnet's default data places (FNET_DATA_DIR, the per-user cache, the system
+    location: conftest's ``isolated_data_roots``) and ``../shared/data`` see no data."""
+    empty = tmp_path / "empty_shared"
     empty.mkdir()
-    monkeypatch.setattr(data_mod, "_roots", lambda: [empty])
-    monkeypatch.setattr(data_mod, "_SYSTEM", {k: str(empty / k) for k in data_mod.DATASETS})
+    monkeypatch.setattr(data_mod, "SHARED_DATA", empty)
     return empty
 
 
@@ -209,7 +210,10 @@ def test_mnist_experiment_with_empty_default_places_is_skipped_with_a_reason(
     assert not rec["data"]["used"]
     whats = [s["what"] for s in rec["data"]["skipped"]]
     assert whats == ["MNIST", "Fashion-MNIST"]
-    assert all(str(no_default_data) in s["why"] for s in rec["data"]["skipped"])
+    for key, skipped in zip(data_mod.DATASETS, rec["data"]["skipped"], strict=True):
+        # every place looked in is named: fnet's rule (and ../shared/data for MNIST)
+        assert all(str(d) in skipped["why"] for d in data_mod.search_dirs(key, None))
+    assert str(no_default_data / "mnist") in rec["data"]["skipped"][0]["why"]
     assert all(row["verdict"].startswith("not run") for row in rec["claims"])
 
 
@@ -260,13 +264,36 @@ def test_data_dir_check_finds_fashion_mnist_in_a_debian_style_folder(tmp_path):
     assert data_mod.check_data_dir(folder) == ["mnist", "fashion_mnist"]  # same file names
 
 
-def test_fashion_mnist_reader_rejects_mnist_files_of_the_same_names(mnist_dir, tmp_path):
+def test_mnist_files_under_fashion_mnist_names_are_not_taken_for_fashion_mnist(mnist_dir, tmp_path):
+    """Same names, other content: fnet's loader rejects them by content, and an explicit
+    --data-dir is never made up for with Fashion-MNIST found elsewhere (e.g. Debian's)."""
     import shutil
 
-    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        shutil.copy(mnist_dir / name, tmp_path / name)
-    with pytest.raises(data_mod.DataError, match="not Fashion-MNIST"):
-        data_mod.read_fashion_mnist(tmp_path, "test")
+    for split in ("t10k", "train"):  # MNIST's test files under both splits' names
+        for kind in ("images-idx3", "labels-idx1"):
+            shutil.copy(mnist_dir / f"t10k-{kind}-ubyte.gz", tmp_path / f"{split}-{kind}-ubyte.gz")
+    assert data_mod.check_data_dir(tmp_path) == ["mnist", "fashion_mnist"]  # by name only
+    with pytest.raises(data_mod.DataUnavailable, match="Fashion-MNIST not found") as err:
+        data_mod.load_image_data("fashion_mnist", tmp_path, seed=0)
+    assert str(tmp_path) in str(err.value)
+    assert re.search(
+        r"not the official|content verification failed|outside --data-dir", str(err.value)
+    )
+
+
+def test_explicit_data_dir_without_fashion_mnist_skips_it_even_if_installed(mnist_dir):
+    with pytest.raises(data_mod.DataUnavailable, match="Fashion-MNIST not found") as err:
+        data_mod.load_image_data("fashion_mnist", mnist_dir, seed=0)
+    assert str(mnist_dir) in str(err.value) and "/usr/share" not in str(err.value)
+
+
+def test_debian_fashion_mnist_is_found_in_the_default_places_and_verified():
+    debian = SYSTEM_DATA_DIR / "fashion-mnist"  # where dataset-fashion-mnist installs
+    if not (debian / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (apt-get install it)")
+    data = data_mod.load_image_data("fashion_mnist", None, seed=0, max_train=10, max_test=10)
+    assert data.full and data.name == "Fashion-MNIST-0.01k"
+    assert "verified" in data.info["verified"] and str(debian) in data.info["test_files"][0]
 
 
 def test_capacity_quick_compares_size_with_l2_on_both_tasks(tmp_path, mnist_dir):
@@ -372,3 +399,14 @@ def test_common_boundary_length_is_shorter_for_a_straight_boundary():
     assert plotting.boundary_length(wiggly, extent) > 1.5 * plotting.boundary_length(
         straight, extent
     )
+
+
+def test_templates_cifar10_is_looked_for_as_the_binary_archive_in_the_data_dir_alone(
+    tmp_path, isolated_data_roots
+):
+    with pytest.raises(data_mod.DataUnavailable, match=r"cifar-10-binary\.tar\.gz") as err:
+        templates._cifar(str(tmp_path), download=False)
+    assert f"not found in {tmp_path / 'cifar10'}" in str(err.value)
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(b"not an archive")
+    with pytest.raises(data_mod.DataUnavailable, match=r"not usable: .*cifar-10-binary"):
+        templates._cifar(str(tmp_path), download=False)

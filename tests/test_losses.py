@@ -128,6 +128,19 @@ def test_out_of_range_ids_give_exactly_zero_loss_and_gradient_under_jit():
         check_labels(np.asarray(labels), 3)
 
 
+@pytest.mark.parametrize(
+    ("n_classes", "error", "match"),
+    [
+        (True, TypeError, r"n_classes must be an int >= 1, got True of type bool"),
+        (3.0, TypeError, r"n_classes must be an int >= 1, got 3.0 of type float"),
+        (0, ValueError, r"n_classes must be >= 1, got 0"),
+    ],
+)
+def test_check_labels_rejects_a_bad_class_count(n_classes, error, match):
+    with pytest.raises(error, match=match):
+        check_labels(np.asarray([0, 1]), n_classes)
+
+
 # --------------------------------------------------------------------- dtypes
 
 

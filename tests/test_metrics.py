@@ -72,3 +72,32 @@ def test_wrong_shapes_raise_shape_error():
         metrics.error_count(SCORES[0], LABELS[:1])
     with pytest.raises(ShapeError, match=r"\(4,\).*\(3,\)"):
         metrics.error_count(SCORES, LABELS[:3])
+
+
+def test_correct_on_binary_scores_predicts_the_sign(maybe_jit):
+    scores = jnp.array([2.0, -1.0, 0.5, -0.3, 0.0])
+    labels = jnp.array([1, -1, -1, 1, -1])
+    right = maybe_jit(metrics.correct)(scores, labels)
+    np.testing.assert_array_equal(right, [True, True, False, False, True])
+
+
+@pytest.mark.parametrize(
+    ("scores", "labels", "expected"),
+    [
+        (SCORES, LABELS, True),  # class ids for (N, C) scores
+        (SCORES[:, 0], jnp.array([1, -1, 1, -1]), True),  # ±1 labels for (N,) scores
+        (SCORES, LABELS.astype(jnp.float32), False),  # float targets: regression
+        (SCORES, jax.nn.one_hot(LABELS, 3), False),  # one-hot rows
+        (SCORES, LABELS[:3], False),  # another N
+        (SCORES[None], LABELS, False),  # scores of rank 3
+    ],
+)
+def test_are_class_labels_reads_shapes_and_dtypes(scores, labels, expected):
+    assert metrics.are_class_labels(scores, labels) is expected
+    traced = jax.jit(lambda s, y: jnp.asarray(metrics.are_class_labels(s, y)))(scores, labels)
+    assert bool(traced) is expected  # decided from shapes and dtypes, also under jit
+
+
+def test_correct_rejects_binary_scores_with_labels_of_another_length():
+    with pytest.raises(ShapeError, match=r"\(N,\) = \(4,\)"):
+        metrics.correct(SCORES[:, 0], jnp.array([1, -1]))

@@ -129,10 +129,15 @@ def test_data_mesh_names_axes_and_checks_sizes():
     mesh = distributed.data_mesh()
     assert mesh.axis_names == ("data",) and distributed.data_size(mesh) == jax.device_count()
     assert distributed.model_axis(mesh) is None
-    with pytest.raises(ValueError, match="n_devices"):
-        distributed.data_mesh(jax.device_count() + 1)
-    with pytest.raises(ValueError, match="model"):
+    n = jax.device_count()
+    with pytest.raises(ValueError, match=rf"data_mesh: n_devices must be in \[1, {n}\]"):
+        distributed.data_mesh(n + 1)
+    with pytest.raises(TypeError, match=r"data_mesh: n_devices must be an int .*True"):
+        distributed.data_mesh(True)
+    with pytest.raises(ValueError, match="data_mesh: model=2 must divide n_devices=1"):
         distributed.data_mesh(1, model=2)
+    with pytest.raises(TypeError, match=r"data_mesh: model must be an int >= 1, got 1\.0"):
+        distributed.data_mesh(1, model=1.0)
 
 
 def test_as_auto_converts_explicit_axes():

@@ -258,8 +258,8 @@ def test_from_objective_train_true_uses_per_example_dropout_keys_like_model_loss
     ("kwargs", "error", "match"),
     [
         ({"chunk_size": 0}, ValueError, "chunk_size must be >= 1, got 0"),
-        ({"chunk_size": True}, TypeError, "chunk_size must be an int >= 1, got True"),
-        ({"chunk_size": 2.0}, TypeError, "chunk_size must be an int >= 1"),
+        ({"chunk_size": True}, TypeError, "chunk_size must be None or an int >= 1, got True"),
+        ({"chunk_size": 2.0}, TypeError, "chunk_size must be None or an int >= 1"),
     ],
 )
 def test_norms_reject_a_chunk_size_that_is_not_a_positive_int(kwargs, error, match):

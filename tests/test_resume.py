@@ -129,10 +129,21 @@ def test_checkpoint_of_another_key_or_batch_size_raises_checkpoint_error(tmp_pat
             batch_size=10, progress=False)  # fmt: skip
 
 
-@pytest.mark.parametrize("every", [0, -1, 1.5, True])
-def test_bad_every_raises_value_error(tmp_path, every):
-    with pytest.raises(ValueError, match="every"):
-        _fit(1, tmp_path, every=every)
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"every": 0}, ValueError, r"fit: every \(epochs\) must be >= 1, got 0"),
+        ({"every": -1}, ValueError, r"fit: every \(epochs\) must be >= 1, got -1"),
+        ({"every": 1.5}, TypeError, r"fit: every \(epochs\) must be an int >= 1, got 1.5"),
+        ({"every": True}, TypeError, r"fit: every \(epochs\) must be an int >= 1, got True"),
+        ({"keep": 0}, ValueError, r"fit: keep must be >= 1, got 0"),
+        ({"keep": True}, TypeError, r"fit: keep must be None or an int >= 1, got True"),
+    ],
+)
+def test_bad_every_or_keep_raises_before_anything_is_written(tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        _fit(1, tmp_path / "ckpt", **kwargs)
+    assert not (tmp_path / "ckpt").exists()
 
 
 # ------------------------------------------------------------ resume that cannot lie

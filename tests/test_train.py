@@ -104,6 +104,35 @@ def test_supervised_objective_is_loss_plus_penalty_eager_and_jit(maybe_jit):
 # ------------------------------------------------------------------------ fit
 
 
+def test_supervised_reports_accuracy_only_for_class_labels():
+    """One correctness predicate (fnet.metrics.correct): class ids with (N, C) scores,
+    ±1 labels with (N,) scores (the sign is the prediction); no accuracy for float targets."""
+    params = _init(LIN)
+    scores = LIN.apply(params, X)
+    _, (_, m) = LIN_OBJ(params, {}, X, Y, None, train=False)
+    assert m["accuracy"] == jnp.mean((jnp.argmax(scores, -1) == Y).astype(jnp.float32))
+
+    binary = fnet.serial(fnet.Dense(1), fnet.layers.Reshape(()))
+    b_params = _init(binary)
+    s = binary.apply(b_params, X)
+    pm1 = jnp.where(Y == 0, -1, 1)
+    _, (_, m) = supervised(binary, fnet.losses.binary_logistic)(b_params, {}, X, pm1, None)
+    assert m["accuracy"] == jnp.mean(((s > 0) == (pm1 > 0)).astype(jnp.float32))
+
+    mse = supervised(binary, fnet.losses.mean_squared_error)
+    _, (_, m) = mse(b_params, {}, X, pm1.astype(jnp.float32), None)
+    assert "accuracy" not in m
+
+
+def test_correct_predictions_is_a_deprecated_alias_of_metrics_correct():
+    scores = LIN.apply(_init(LIN), X)
+    with pytest.warns(DeprecationWarning, match="fnet.metrics.correct"):
+        right = fnet.train.correct_predictions(scores, Y)
+    np.testing.assert_array_equal(right, fnet.metrics.correct(scores, Y))
+    with pytest.warns(DeprecationWarning):
+        assert fnet.train.correct_predictions(scores, Y.astype(jnp.float32)) is None
+
+
 def test_fit_spiral_mlp_reaches_99_percent_and_linear_stays_near_half():
     result = fit(MLP_OBJ, _init(MLP), ADAM, X, Y, key=jax.random.key(0), epochs=300,
                  batch_size=300, progress=False)  # fmt: skip
@@ -295,13 +324,14 @@ def _count_traces():
     ("x", "y", "batch_size", "error", "match"),
     [
         (X, Y, 301, ValueError, "larger than the 300"),
-        (X, Y, 0, ValueError, "must be positive"),
-        (X, Y, -3, ValueError, "must be positive"),
-        (X, Y, 2.0, ValueError, "must be an int"),
+        (X, Y, 0, ValueError, "fit: batch_size must be >= 1, got 0"),
+        (X, Y, -3, ValueError, "fit: batch_size must be >= 1, got -3"),
+        (X, Y, 2.0, TypeError, "fit: batch_size must be an int >= 1, got 2.0 of type float"),
+        (X, Y, True, TypeError, "fit: batch_size must be an int >= 1, got True of type bool"),
         (X, Y[:299], 32, ShapeError, "same number of examples"),
         (X, Y[0], 32, ShapeError, "leading batch axis"),
     ],
-    ids=["too-big", "zero", "negative", "float", "lengths-differ", "y-scalar"],
+    ids=["too-big", "zero", "negative", "float", "bool", "lengths-differ", "y-scalar"],
 )
 def test_bad_arguments_raise_before_tracing(x, y, batch_size, error, match):
     obj, calls = _count_traces()
@@ -329,5 +359,9 @@ def test_other_bad_arguments():
     with pytest.raises(TypeError, match="train"):
         fit(lambda p_, s, x, y, k: SMALL_OBJ(p_, s, x, y, k), p, SGD, X, Y,
             key=jax.random.key(0), epochs=1, batch_size=30, validation=(X, Y))  # fmt: skip
-    with pytest.raises(ValueError, match="k must be"):
+    with pytest.raises(TypeError, match="fit: epochs must be an int >= 0, got True of type bool"):
+        fit(SMALL_OBJ, p, SGD, X, Y, key=jax.random.key(0), epochs=True, batch_size=30)
+    with pytest.raises(ValueError, match="every_k_epochs: k must be >= 1, got 0"):
         every_k_epochs(0, print)
+    with pytest.raises(TypeError, match="every_k_epochs: k must be an int >= 1, got True"):
+        every_k_epochs(True, print)

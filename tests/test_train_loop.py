@@ -118,6 +118,19 @@ def test_early_stopping_modes_and_min_delta_follow_keras():
     assert stop(2, {}, {}, history=history) is None
 
 
+@pytest.mark.parametrize(
+    ("patience", "error", "match"),
+    [
+        (-1, ValueError, r"EarlyStopping: patience must be >= 0, got -1"),
+        (True, TypeError, r"EarlyStopping: patience must be an int >= 0, got True"),
+        (1.0, TypeError, r"EarlyStopping: patience must be an int >= 0, got 1.0"),
+    ],
+)
+def test_early_stopping_rejects_a_patience_that_is_not_an_int_ge_0(patience, error, match):
+    with pytest.raises(error, match=match):
+        EarlyStopping("val_loss", patience=patience)
+
+
 def test_early_stopping_names_the_missing_metric():
     with pytest.raises(KeyError, match=r"val_loss.*validation="):
         _fit(1, on_epoch_end=EarlyStopping("val_loss"))

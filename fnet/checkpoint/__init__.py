@@ -11,9 +11,11 @@ format, guarantees, limits and a resume recipe are in ``docs/checkpoints.md``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import safetensors
 import safetensors.numpy
 from jax.experimental import multihost_utils
 
+from fnet._checks import check_int
 from fnet.checkpoint._files import (
     all_steps,
     checked_step_dir,
@@ -72,12 +75,14 @@ def latest_step(ckpt_dir: str | os.PathLike[str]) -> int | None:
     return steps[-1] if steps else None
 
 
-def _check_step(step: Any, *, none_ok: bool) -> None:
-    if step is None and none_ok:
-        return
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        more = " or None" if none_ok else ""
-        raise CheckpointError(f"step must be a non-negative int{more}, got {step!r}")
+@contextlib.contextmanager
+def _argument_errors_as_checkpoint_errors() -> Iterator[None]:
+    """Re-raise :func:`~fnet._checks.check_int`'s ``TypeError``/``ValueError`` as a
+    :class:`CheckpointError` (this module's one error type, see its docstring)."""
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(str(e)) from None
 
 
 def save(
@@ -109,17 +114,17 @@ def save(
       The path of the checkpoint directory (on every process under multi-host).
 
     Raises:
-      CheckpointError: a leaf is not an array or has a dtype safetensors cannot store,
-        two leaves have the same name, ``extra`` is not JSON-serialisable, or ``step``
+      CheckpointError: ``step`` is not an int >= 0 (``True`` is not a step) or ``keep``
+        not ``None`` or an int >= 1; a leaf is not an array or has a dtype safetensors
+        cannot store; two leaves have the same name, ``extra`` is not JSON-serialisable, or ``step``
         exists and ``overwrite`` is False (nothing is written in these cases); or an OS
         error while writing (``ckpt_dir`` is a file or a dangling symlink, disk full,
         no permission, another process saving the same step at the same time), named
         with its path, after the temporary directory has been removed.
     """
-    _check_step(step, none_ok=False)
-    step = int(step)
-    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-        raise CheckpointError(f"keep must be None or an int >= 1, got {keep!r}")
+    with _argument_errors_as_checkpoint_errors():
+        step = check_int(step, "step", minimum=0)
+        keep = check_int(keep, "keep", minimum=1, none_ok=True)
     ckpt_dir = Path(ckpt_dir)
     final = step_dir(ckpt_dir, step)
     # Checked on every process (the directory is shared), so that all raise together
@@ -168,7 +173,8 @@ def save(
 
 
 def _resolve_step(ckpt_dir: Path, step: int | None) -> int:
-    _check_step(step, none_ok=True)
+    with _argument_errors_as_checkpoint_errors():
+        step = check_int(step, "step", minimum=0, none_ok=True)
     if step is None:
         step = latest_step(ckpt_dir)
         if step is None:
@@ -189,10 +195,11 @@ def read_manifest(ckpt_dir: str | os.PathLike[str], *, step: int | None = None) 
     ``versions``, ``arrays_sha256``, ``arrays_bytes``, ``format``, ``format_version``.
 
     Raises:
-      CheckpointError: no checkpoint; the step directory is a symlink out of
-        ``ckpt_dir``; the manifest is missing, a symlink, not a regular file, larger
-        than :data:`MAX_MANIFEST_BYTES` (64 MiB), not JSON, holds an integer of more than
-        40 digits, or does not follow the schema; or an OS error reading it.
+      CheckpointError: ``step`` is not ``None`` or an int >= 0; no checkpoint; the step
+        directory is a symlink out of ``ckpt_dir``; the manifest is missing, a symlink,
+        not a regular file, larger than :data:`MAX_MANIFEST_BYTES` (64 MiB), not JSON,
+        holds an integer of more than 40 digits, or does not follow the schema; or an OS
+        error reading it.
     """
     ckpt_dir = Path(ckpt_dir)
     step = _resolve_step(ckpt_dir, step)

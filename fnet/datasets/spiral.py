@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnet._checks import check_int
 from fnet.datasets.dataset import Dataset
 
 __all__ = ["spiral"]
@@ -40,11 +41,13 @@ def spiral(
       ``(n_per_class * n_classes,)`` ``int32``, grouped by class (class 0 first; shuffle
       before mini-batch training). ``info["t"]`` is the ``float32`` parameter ``t`` of
       each point, i.e. its noiseless radius, in ``[0, 1]``.
+
+    Raises:
+      TypeError: ``n_per_class`` or ``n_classes`` is not an int (``True``, ``2.0``).
+      ValueError: either is below 1; ``noise < 0`` (or NaN); a bad ``noise_on``.
     """
-    if n_per_class < 1 or n_classes < 1:
-        raise ValueError(
-            f"n_per_class and n_classes must be >= 1, got {n_per_class} and {n_classes}"
-        )
+    n_per_class = check_int(n_per_class, "spiral: n_per_class", minimum=1)
+    n_classes = check_int(n_classes, "spiral: n_classes", minimum=1)
     if not noise >= 0:
         raise ValueError(f"noise must be a standard deviation >= 0, got {noise}")
     if noise_on not in ("angle", "coords"):

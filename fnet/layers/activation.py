@@ -13,6 +13,7 @@ from collections.abc import Callable
 import jax
 
 from fnet import activations
+from fnet._checks import check_int
 from fnet.core import Model, as_shape, float_input
 from fnet.errors import ShapeError
 
@@ -89,9 +90,11 @@ def Maxout(pieces: int = 2, *, name: str = "maxout") -> Model:
 
     Put it after a layer with ``pieces`` times the width you want, e.g.
     ``serial(Dense(2 * 100), Maxout(2))`` gives 100 maxout units of 2 pieces each.
+
+    Raises:
+      TypeError: ``pieces`` is not an int. ValueError: ``pieces < 1``.
     """
-    if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 1:
-        raise ValueError(f"Maxout: pieces must be a positive int, got {pieces!r}")
+    pieces = check_int(pieces, "Maxout: pieces", minimum=1)
     desc = f"Maxout({pieces})"
 
     def init(key, input_shape):

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from fnet import initializers
+from fnet._checks import check_int
 from fnet.core import (
     Model,
     as_shape,
@@ -25,10 +27,14 @@ __all__ = ["Conv2D"]
 
 
 def _pair(value: int | Sequence[int], what: str, layer: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in pair):
-        raise ValueError(f"{layer}: {what} must be a positive int or a pair of them, got {value!r}")
-    return pair  # type: ignore[return-value]
+    """``(value, value)`` for an int, else the pair; every entry an int >= 1."""
+    if isinstance(value, (int, np.integer)):  # a bool too: check_int names it
+        a = b = check_int(value, f"{layer}: {what}", minimum=1)
+        return a, b
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
+        raise TypeError(f"{layer}: {what} must be an int >= 1 or a pair of them, got {value!r}")
+    a, b = (check_int(v, f"{layer}: {what}[{i}]", minimum=1) for i, v in enumerate(value))
+    return a, b
 
 
 def _padding(padding: str, layer: str) -> str:
@@ -61,14 +67,15 @@ def Conv2D(
     ``param_dtype``, the convolution runs in ``compute_dtype`` and so does the output.
 
     Raises:
-      ValueError: a bad ``features``, ``kernel_size``, ``strides``, ``padding`` or
-        ``compute_dtype``.
+      TypeError: ``features`` not an int, ``kernel_size``/``strides`` not an int or a
+        pair of ints (``True`` and ``2.0`` are not ints).
+      ValueError: ``features``, ``kernel_size`` or ``strides`` below 1; a bad ``padding``
+        or ``compute_dtype``.
       ShapeError: from ``init``, a VALID kernel larger than the (padded) input, i.e. an
         empty output; from ``apply``, params whose shapes do not fit the configuration
         (``(kh, kw, C_in, features)`` and ``(features,)``) or inputs that do not fit them.
     """
-    if isinstance(features, bool) or not isinstance(features, int) or features <= 0:
-        raise ValueError(f"Conv2D: features must be a positive int, got {features!r}")
+    features = check_int(features, "Conv2D: features", minimum=1)
     desc = f"Conv2D({features}, {kernel_size})"
     kernel = _pair(kernel_size, "kernel_size", desc)
     stride = _pair(strides, "strides", desc)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from fnet import initializers
+from fnet._checks import check_int
 from fnet.core import (
     Model,
     as_shape,
@@ -42,12 +43,12 @@ def Dense(
     (default) computes in the promoted dtype of ``x`` and the params.
 
     Raises:
-      ValueError: ``out_dim`` not a positive int, ``compute_dtype`` not floating.
+      TypeError: ``out_dim`` not an int (``True`` and ``2.0`` are not).
+      ValueError: ``out_dim < 1``, ``compute_dtype`` not floating.
       ShapeError (in ``apply``): params whose shapes do not fit ``out_dim`` (params of
         another model), or inputs whose last dimension is not the params' ``in``.
     """
-    if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim <= 0:
-        raise ValueError(f"Dense: out_dim must be a positive int, got {out_dim!r}")
+    out_dim = check_int(out_dim, "Dense: out_dim", minimum=1)
     w_fn, b_fn = initializers.get(w_init), initializers.get(b_init)
     desc = f"Dense({out_dim})"
     cdtype = compute_dtype_of(compute_dtype, desc)

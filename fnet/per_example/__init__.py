@@ -13,6 +13,7 @@ x, y) -> scalar`` over a batch; :func:`model_loss` builds one that also exposes 
 for the dense trick. The math is in ``docs/per_example.md``.
 """
 
+from fnet.losses import BatchReduction
 from fnet.per_example.gradients import (
     Method,
     clip_and_average,
@@ -41,6 +42,7 @@ from fnet.per_example.tracking import Tracker, tracker
 
 __all__ = [
     "SAMPLINGS",
+    "BatchReduction",
     "GradientStats",
     "LossFn",
     "Method",

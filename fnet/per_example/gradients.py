@@ -292,7 +292,7 @@ def _check_method(method: str) -> None:
 
 def check_chunk_size(chunk_size: Any) -> int | None:
     """``None`` (a default size) or ``chunk_size`` as an int >= 1; else TypeError/ValueError."""
-    return None if chunk_size is None else check_int(chunk_size, "chunk_size", minimum=1)
+    return check_int(chunk_size, "chunk_size", minimum=1, none_ok=True)
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "method"))

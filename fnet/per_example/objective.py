@@ -34,12 +34,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any, TypeAlias, get_args
 
 import jax
 
 from fnet.core import AnyModel, Params, is_stateful
-from fnet.losses import Reduction as LossReduction
+from fnet.losses import BatchReduction
 from fnet.train.objective import Supervised
 
 __all__ = [
@@ -55,10 +55,10 @@ __all__ = [
 ]
 
 LossFn: TypeAlias = Callable[..., jax.Array]
-#: How a loss combines a batch into a scalar: :data:`fnet.losses.Reduction` without
-#: ``"none"`` (which returns per-example losses, not the scalar differentiated here).
-Reduction: TypeAlias = Literal["mean", "sum"]
-REDUCTIONS: tuple[str, ...] = tuple(r for r in get_args(LossReduction) if r != "none")
+Reduction: TypeAlias = BatchReduction
+"""Deprecated name of :data:`fnet.losses.BatchReduction` (the same type): how a loss
+combines a batch into the scalar that is differentiated, ``"mean"`` or ``"sum"``."""
+REDUCTIONS: tuple[str, ...] = get_args(BatchReduction)
 
 
 def check_reduction(reduction: str) -> None:
@@ -102,7 +102,7 @@ class ModelLoss:
     model: AnyModel
     loss: Callable[[Any, Any], jax.Array]
     train: bool = False
-    reduction: Reduction = "mean"
+    reduction: BatchReduction = "mean"
 
     def __post_init__(self) -> None:
         check_reduction(self.reduction)
@@ -131,7 +131,7 @@ def model_loss(
     loss: Callable[[Any, Any], jax.Array],
     *,
     train: bool = False,
-    reduction: Reduction = "mean",
+    reduction: BatchReduction = "mean",
 ) -> ModelLoss:
     """Build a :class:`ModelLoss`: ``loss_fn(params, x, y) = loss(model(params, x), y)``."""
     return ModelLoss(model, loss, train, reduction)

@@ -34,6 +34,7 @@ from jax.sharding import Mesh
 from fnet import distributed
 from fnet._checks import check_int
 from fnet.core import Params
+from fnet.losses import BatchReduction
 from fnet.per_example.chunking import batch_size, example_keys
 from fnet.per_example.gradients import (
     Method,
@@ -45,7 +46,6 @@ from fnet.per_example.gradients import (
 from fnet.per_example.objective import (
     LossFn,
     ModelLoss,
-    Reduction,
     as_loss_fn,
     call_loss,
     check_reduction,
@@ -156,7 +156,7 @@ def stats(
     hessian_examples: int = 0,
     hessian_batch: int = 1024,
     hessian_key: jax.Array | None = None,
-    reduction: Reduction | None = None,
+    reduction: BatchReduction | None = None,
     mesh: Mesh | None = None,
 ) -> GradientStats:
     """Gradient statistics of ``loss_fn`` over the dataset ``x, y`` (see module docstring).

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from fnet import checkpoint
+from fnet._checks import check_int
 from fnet.train.hooks import StopTraining
 
 __all__ = ["EarlyStopping", "KeepBest"]
@@ -160,6 +161,10 @@ class EarlyStopping:
       mode: ``"min"``, ``"max"`` or ``"auto"`` (max if the name contains ``acc``).
       min_delta: an improvement must exceed this.
       restore_best: return the best epoch's params instead of the last epoch's.
+
+    Raises:
+      TypeError: ``patience`` is not an int (``True`` is not).
+      ValueError: ``patience < 0``, or a bad ``mode`` or ``min_delta``.
     """
 
     def __init__(
@@ -171,8 +176,7 @@ class EarlyStopping:
         min_delta: float = 0.0,
         restore_best: bool = False,
     ) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
+        check_int(patience, "EarlyStopping: patience", minimum=0)
         self.monitor, self.patience = monitor, patience
         self._best = KeepBest(monitor, mode=mode, min_delta=min_delta)
         self.restore_best = restore_best

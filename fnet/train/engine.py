@@ -56,12 +56,14 @@ from jax import lax
 from jax.sharding import Mesh
 
 from fnet import distributed
+from fnet._checks import check_int
 from fnet.train.epoch import BatchPlan
 from fnet.train.objective import Metrics, Objective
 from fnet.train.step import TrainState, make_step, sharded_objective
 
 __all__ = [
     "AUTO_CHUNK",
+    "FINITE_KEYS",
     "LOOP_HOSTILE_PRIMITIVES",
     "EpochEngine",
     "StepsPerCall",
@@ -183,6 +185,25 @@ def _last(spec: _Spec, summed, ts, sums, x, y, keys, order):
     return summed(ts, sums, _gather(x, idx), _gather(y, idx), keys[plan.n_steps])
 
 
+FINITE_KEYS = ("_params_finite", "_state_finite")
+"""Entries the call that ends an epoch adds to the sums: 1.0 if every float leaf of the
+params (the model state) is finite, else 0.0. Computed inside the epoch's compiled code,
+so ``fit``'s non-finite guard compiles and dispatches nothing of its own."""
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    """float32 1.0 if every inexact leaf of ``tree`` is finite, else 0.0."""
+    flags = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)
+             if jnp.issubdtype(a.dtype, jnp.inexact)]  # fmt: skip
+    return jnp.all(jnp.stack(flags)).astype(jnp.float32) if flags else jnp.float32(1)
+
+
+def _end_epoch(spec: _Spec, ts, sums):
+    """The last call of an epoch: add the finiteness flags, then pin the shardings."""
+    flags = dict(zip(FINITE_KEYS, (_all_finite(ts.params), _all_finite(ts.state)), strict=True))
+    return _pin(spec, ts, {**sums, **flags})
+
+
 def _pin(spec: _Spec, ts, sums):
     """On a mesh: the outputs keep the inputs' shardings (one compiled program per fit)."""
     if spec.mesh is None:
@@ -198,7 +219,7 @@ def _whole_epoch(ts, sums, x, y, key, epoch, *, spec: _Spec):
     keys, order = _epoch_order(spec, x.shape[0], key, epoch)
     batch = _batches(spec, x, y, order)
     ts, sums = _run_steps(summed, ts, sums, batch, keys, 0, spec.plan.steps, unroll=False)
-    return _pin(spec, *_last(spec, summed, ts, sums, x, y, keys, order))
+    return _end_epoch(spec, *_last(spec, summed, ts, sums, x, y, keys, order))
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "n"))
@@ -211,16 +232,17 @@ def _start_epoch(key, epoch, *, spec: _Spec, n: int):
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "count", "last"))
-def _chunk(ts, sums, x, y, keys, order, first, *, spec: _Spec, count: int, last: bool):
-    """``count`` unrolled steps from step ``first``, then the last batch if ``last``."""
+@functools.partial(jax.jit, static_argnames=("spec", "count", "last", "end"))
+def _chunk(ts, sums, x, y, keys, order, first, *, spec: _Spec, count: int, last: bool, end: bool):
+    """``count`` unrolled steps from step ``first``, then the last batch if ``last``;
+    ``end``: this call ends the epoch (it adds the finiteness flags)."""
     summed = _summed_step(spec)
     order = None if spec.plan.full_batch else order
     batch = _batches(spec, x, y, order)
     ts, sums = _run_steps(summed, ts, sums, batch, keys, first, count, unroll=True)
     if last:
         ts, sums = _last(spec, summed, ts, sums, x, y, keys, order)
-    return _pin(spec, ts, sums)
+    return _end_epoch(spec, ts, sums) if end else _pin(spec, ts, sums)
 
 
 # --------------------------------------------------------------------------- the driver rule
@@ -252,15 +274,14 @@ def _step_info(spec: _Spec, sig: Any) -> tuple[frozenset[str], tuple[tuple[str, 
 
 
 def _check_steps_per_call(steps_per_call: Any) -> None:
-    ok = steps_per_call in ("auto", "epoch") or (
-        not isinstance(steps_per_call, bool)
-        and isinstance(steps_per_call, (int, np.integer))
-        and steps_per_call >= 1
-    )
-    if not ok:
-        raise ValueError(
-            f"fit: steps_per_call must be 'auto', 'epoch' or an int >= 1, got {steps_per_call!r}"
-        )
+    if isinstance(steps_per_call, str):
+        if steps_per_call not in ("auto", "epoch"):
+            raise ValueError(
+                "fit: steps_per_call must be 'auto', 'epoch' or an int >= 1, got "
+                f"{steps_per_call!r}"
+            )
+        return
+    check_int(steps_per_call, "fit: steps_per_call (if not 'auto' or 'epoch')", minimum=1)
 
 
 def resolve_steps_per_call(
@@ -273,7 +294,9 @@ def resolve_steps_per_call(
     to ``n_steps`` (``K >= n_steps`` is one unrolled call per epoch).
 
     Raises:
-      ValueError: ``steps_per_call`` is not ``"auto"``, ``"epoch"`` or an int >= 1.
+      TypeError: ``steps_per_call`` is neither a string nor an int (``True``, ``2.5``).
+      ValueError: ``steps_per_call`` is a string other than ``"auto"``/``"epoch"``, or
+        an int below 1.
     """
     _check_steps_per_call(steps_per_call)
     if steps_per_call == "epoch":
@@ -410,8 +433,9 @@ class EpochEngine:
                 calls.append((rest, bool(plan.tail)))
             self._calls = []
             first = 0
-            for count, last in calls:
-                static = (("spec", spec), ("count", count), ("last", last))
+            for i, (count, last) in enumerate(calls):
+                end = i == len(calls) - 1
+                static = (("spec", spec), ("count", count), ("last", last), ("end", end))
                 sig = _signature(ts, zeros, x, y, keys, order, np.int32(0))
                 self._calls.append((_compiled(_chunk, static, sig), first, last))
                 first += count
@@ -423,7 +447,8 @@ class EpochEngine:
         """Run epoch ``epoch`` (0-based); returns the new state and the metric sums.
 
         ``sums[name]`` is the example-weighted sum over the epoch's steps (each step's
-        metric times its batch size), a device scalar; divide by ``plan.examples``.
+        metric times its batch size), a device scalar; divide by ``plan.examples``
+        (:meth:`means`). ``sums`` also holds the :data:`FINITE_KEYS` flags (:meth:`finite`).
         """
         e = np.int32(epoch)
         if self._calls is None:
@@ -436,6 +461,12 @@ class EpochEngine:
             ts, sums = fn(ts, sums, x, y, keys, order, np.int32(first))
         return ts, sums
 
+    @staticmethod
+    def finite(sums: Metrics) -> tuple[bool, bool]:
+        """``(params_finite, state_finite)`` after the epoch whose ``sums`` these are."""
+        host = jax.device_get({k: sums[k] for k in FINITE_KEYS})
+        return bool(host[FINITE_KEYS[0]] > 0), bool(host[FINITE_KEYS[1]] > 0)
+
     def means(self, sums: Metrics) -> dict[str, float]:
         """Host floats: each metric's example-weighted mean over the epoch.
 
@@ -443,7 +474,7 @@ class EpochEngine:
         """
         host = jax.device_get(sums)
         n = float(self.spec.plan.examples)
-        out = {k: float(np.float64(v) / n) for k, v in host.items()}
+        out = {k: float(np.float64(v) / n) for k, v in host.items() if k not in FINITE_KEYS}
         if "objective" not in out and "loss" in out:
             out["objective"] = out["loss"]
         return out

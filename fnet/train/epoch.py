@@ -10,7 +10,8 @@ from typing import Literal, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
-from jax import lax
+
+from fnet.chunking import scan_chunks
 
 __all__ = ["BatchPlan", "Remainder", "batch_plan", "batched_sums"]
 
@@ -86,24 +87,17 @@ def batched_sums(
 ) -> dict[str, jax.Array]:
     """Sum ``fn(x_batch, y_batch)`` over consecutive batches, one batch live at a time.
 
-    Full batches are scanned; the last ``N % batch_size`` examples form one smaller batch
-    of exactly that size (no padding), so every example counts once. The sums are the
-    scan's carry (nothing is stacked per batch). Traceable (call it
-    inside ``jax.jit``). ``fn`` returns a dict of scalars; the result has the same keys.
+    :func:`fnet.chunking.scan_chunks`: full batches are scanned; the last
+    ``N % batch_size`` examples form one smaller batch of exactly that size (no padding),
+    so every example counts once. The sums are the scan's carry (nothing is stacked per
+    batch). Traceable (call it inside ``jax.jit``). ``fn`` returns a dict of scalars; the
+    result has the same keys.
     """
-    n = x.shape[0]
-    steps, tail = divmod(n, batch_size)
-    shape = jax.eval_shape(fn, x[: min(n, batch_size)], y[: min(n, batch_size)])
-    total = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
-    if steps:
+    b = min(x.shape[0], batch_size)
+    shape = jax.eval_shape(fn, x[:b], y[:b])
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
 
-        def body(acc, i):
-            start = i * batch_size
-            xb = lax.dynamic_slice_in_dim(x, start, batch_size)
-            yb = lax.dynamic_slice_in_dim(y, start, batch_size)
-            return jax.tree.map(jnp.add, acc, fn(xb, yb)), None
+    def add(total, batch, _):
+        return jax.tree.map(jnp.add, total, fn(*batch)), None
 
-        total, _ = lax.scan(body, total, jnp.arange(steps, dtype=jnp.int32))
-    if tail:
-        total = jax.tree.map(jnp.add, total, fn(x[steps * batch_size :], y[steps * batch_size :]))
-    return total
+    return scan_chunks(add, zeros, (x, y), batch_size)[0]

@@ -143,8 +143,8 @@ def evaluate(
 
     Raises:
       ShapeError: ``x``/``y`` lengths differ or are not arrays with a batch axis.
-      ValueError: ``batch_size`` not a positive int, or not divisible by the mesh's
-        data axis.
+      TypeError: ``batch_size`` is not an int (``True`` and ``2.0`` are not).
+      ValueError: ``batch_size < 1``, or not divisible by the mesh's data axis.
     """
     n = check_xy(x, y, "evaluate")
     check_batch_size(batch_size, None, "evaluate")

@@ -11,15 +11,15 @@ from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple, TextIO
 
 import jax
-import numpy as np
 import optax
 from jax.sharding import Mesh
 
 from fnet import distributed
+from fnet._checks import check_int
 from fnet.train.engine import EpochEngine, StepsPerCall
 from fnet.train.epoch import REMAINDERS, Remainder, batch_plan
 from fnet.train.evaluate import compile_evaluation
-from fnet.train.guard import NonFiniteError, NonFiniteWarning, all_finite, describe_nonfinite
+from fnet.train.guard import NonFiniteError, NonFiniteWarning, describe_nonfinite
 from fnet.train.hooks import Hook, StopTraining, takes_history
 from fnet.train.objective import Objective
 from fnet.train.progress import ProgressBar, progress_enabled
@@ -67,8 +67,7 @@ def _takes_train(objective: Objective) -> bool:
 
 
 def _check_args(epochs: Any, remainder: Any, key: Any) -> None:
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
+    check_int(epochs, "fit: epochs", minimum=0)
     if remainder not in REMAINDERS:
         raise ValueError(f"fit: remainder must be one of {REMAINDERS}, got {remainder!r}")
     if not isinstance(key, jax.Array):
@@ -227,9 +226,13 @@ def fit(
       ShapeError: ``x``/``y`` (or the validation pair) differ in length or lack a batch
         axis; the loss's ShapeError/LabelError for targets of the wrong rank or dtype
         (raised while tracing, before compiling).
+      TypeError: ``batch_size``, ``epochs``, ``every``, ``keep`` or an int
+        ``steps_per_call`` is not an int (``True`` and ``2.0`` are not; ``keep`` may be
+        ``None``); ``key`` is not a PRNG key.
       ValueError: ``batch_size`` not in ``[1, N]`` or not divisible by the mesh's data
-        axis, bad ``epochs``, ``remainder``, ``steps_per_call``, ``every``, ``keep``,
-        ``resume``, ``on_nonfinite``, or an ``extra`` that is not JSON-serialisable.
+        axis, ``epochs < 0``, ``every``/``keep`` below 1, bad ``remainder``,
+        ``steps_per_call``, ``resume``, ``on_nonfinite``, or an ``extra`` that is not
+        JSON-serialisable.
       CheckpointError: ``checkpoint_dir`` holds a checkpoint of another run (the
         differences are named), one not written by ``fit``, or a run that already
         trained more than ``epochs`` epochs. Raised before anything on disk changes.
@@ -311,7 +314,7 @@ def fit(
             jax.block_until_ready(ts)
             history["epoch_time"].append(time.perf_counter() - t)
             problem = describe_nonfinite(
-                epoch + 1, train, bool(all_finite(ts.params)), bool(all_finite(ts.state)),
+                epoch + 1, train, *engine.finite(sums),
                 steps=(epoch * plan.n_steps + 1, (epoch + 1) * plan.n_steps),
             )  # fmt: skip
             val: dict[str, float] = {}

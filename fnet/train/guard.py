@@ -15,13 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fnet.errors import FnetError
 
-__all__ = ["NonFiniteError", "NonFiniteWarning", "all_finite", "describe_nonfinite"]
+__all__ = ["NonFiniteError", "NonFiniteWarning", "describe_nonfinite"]
 
 
 class NonFiniteError(FnetError, FloatingPointError):
@@ -46,14 +44,6 @@ class NonFiniteWarning(RuntimeWarning):
     """Issued by ``fit(..., on_nonfinite="warn")`` for each non-finite epoch."""
 
 
-@jax.jit
-def all_finite(tree: Any) -> jax.Array:
-    """``True`` (a bool scalar) if every float/complex leaf of ``tree`` is finite."""
-    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)
-              if jnp.issubdtype(jnp.asarray(a).dtype, jnp.inexact)]  # fmt: skip
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
 def describe_nonfinite(
     epoch: int,
     metrics: dict[str, Any],
@@ -68,7 +58,9 @@ def describe_nonfinite(
       epoch: 1-based epoch.
       metrics: the epoch's metrics (means over its steps; a NaN or inf in any step makes
         the mean non-finite), host floats or arrays.
-      params_finite, state_finite: results of :func:`all_finite`.
+      params_finite, state_finite: whether every float leaf of the params / model state
+        is finite (:meth:`fnet.train.engine.EpochEngine.finite`, computed inside the
+        epoch's compiled code).
       steps: ``(first, last)`` cumulative 1-based optimizer steps of the epoch.
     """
     problems = [

@@ -16,6 +16,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeAlias
 
+from fnet._checks import check_int
+
 __all__ = ["Hook", "StopTraining", "every_k_epochs", "takes_history"]
 
 Hook: TypeAlias = Callable[..., Any]
@@ -56,10 +58,10 @@ def every_k_epochs(k: int, hook: Hook) -> Hook:
     :class:`StopTraining` is passed through.
 
     Raises:
-      ValueError: ``k`` is not a positive int.
+      TypeError: ``k`` is not an int (``True`` is not).
+      ValueError: ``k < 1``.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise ValueError(f"every_k_epochs: k must be a positive int, got {k!r}")
+    k = check_int(k, "every_k_epochs: k", minimum=1)
     wants_history = takes_history(hook)
 
     def wrapped(epoch: int, params: Any, state: Any, *, history: Any = None) -> Any:

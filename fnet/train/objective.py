@@ -14,6 +14,7 @@ training; validation inside ``fit`` calls ``objective(..., key=None, train=False
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
 
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from fnet.core import AnyModel, as_stateful, is_stateful
-from fnet.metrics import accuracy
+from fnet.metrics import are_class_labels, correct
 
 __all__ = ["Metrics", "Objective", "Supervised", "correct_predictions", "supervised"]
 
@@ -41,25 +42,18 @@ class Objective(Protocol):
 
 
 def correct_predictions(scores: jax.Array, labels: jax.Array) -> jax.Array | None:
-    """Which predictions are right, or ``None`` when ``labels`` are not class labels.
+    """Deprecated: use :func:`fnet.metrics.correct` (after :func:`fnet.metrics.are_class_labels`).
 
-    Args:
-      scores: ``(N, C)`` class scores, or ``(N,)`` binary scores (predict ``sign``).
-      labels: integer class ids ``(N,)`` for ``(N, C)`` scores, or integer ``±1`` labels
-        ``(N,)`` for ``(N,)`` scores.
-
-    Returns:
-      ``(N,)`` bool, or ``None`` for any other combination (e.g. float regression
-      targets), so no accuracy is reported for them.
+    Which predictions are right, or ``None`` when ``labels`` are not class labels for
+    ``scores`` (integer ``(N,)`` labels with ``(N, C)`` or ``(N,)`` scores).
     """
-    labels = jnp.asarray(labels)
-    if not jnp.issubdtype(labels.dtype, jnp.integer) or labels.shape != scores.shape[:1]:
-        return None
-    if scores.ndim == 2:
-        return jnp.argmax(scores, axis=-1) == labels
-    if scores.ndim == 1:
-        return (scores > 0) == (labels > 0)
-    return None
+    warnings.warn(
+        "fnet.train.correct_predictions is deprecated; use fnet.metrics.correct "
+        "(and fnet.metrics.are_class_labels to test whether labels are class labels)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return correct(scores, labels) if are_class_labels(scores, labels) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,12 +78,8 @@ class Supervised:
         scores, new_state = as_stateful(self.model).apply(params, state, x, key=key, train=train)
         data_loss = self.loss_fn(scores, y)
         metrics: Metrics = {"loss": data_loss}
-        if self.accuracy:
-            right = correct_predictions(scores, y)
-            if right is not None:
-                metrics["accuracy"] = (
-                    accuracy(scores, y) if scores.ndim == 2 else jnp.mean(right.astype(jnp.float32))
-                )
+        if self.accuracy and are_class_labels(scores, y):
+            metrics["accuracy"] = jnp.mean(correct(scores, y).astype(jnp.float32))
         loss = data_loss
         if self.penalty is not None:
             pen = jnp.asarray(self.penalty(params))

@@ -8,8 +8,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
+from fnet.chunking import scan_chunks
 from fnet.core import AnyModel, as_stateful, is_stateful
 from fnet.errors import ShapeError
 from fnet.train.validate import check_batch_size
@@ -20,26 +20,12 @@ __all__ = ["predict"]
 @partial(jax.jit, static_argnames=("model", "batch_size"))
 def _predict(params: Any, state: Any, x: jax.Array, *, model: AnyModel, batch_size: int) -> Any:
     apply = as_stateful(model).apply
-    n = x.shape[0]
-    steps, tail = divmod(n, batch_size)
 
-    def run(xb):
+    def run(_, xb, i):
         out, _ = apply(params, state, xb, key=None, train=False)
-        return out
+        return None, out
 
-    parts = []
-    if steps:
-
-        def body(_, i):
-            return None, run(lax.dynamic_slice_in_dim(x, i * batch_size, batch_size))
-
-        _, stacked = lax.scan(body, None, jnp.arange(steps, dtype=jnp.int32))
-        parts.append(jax.tree.map(lambda s: s.reshape((steps * batch_size, *s.shape[2:])), stacked))
-    if tail:
-        parts.append(run(x[steps * batch_size :]))
-    if len(parts) == 1:
-        return parts[0]
-    return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), *parts)
+    return scan_chunks(run, None, x, batch_size, stack="rows")[1]
 
 
 def predict(
@@ -73,7 +59,8 @@ def predict(
 
     Raises:
       ShapeError: ``x`` has no leading batch axis or no examples.
-      ValueError: ``batch_size`` is not a positive int, or a stateful model has no state.
+      TypeError: ``batch_size`` is not an int.
+      ValueError: ``batch_size < 1``, or a stateful model has no state.
     """
     shape = np.shape(x)
     if len(shape) == 0 or shape[0] == 0:

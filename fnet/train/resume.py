@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnet import checkpoint, core
+from fnet._checks import check_int
 from fnet.errors import CheckpointError
 from fnet.train import fingerprint as fp
 from fnet.train.step import TrainState
@@ -68,11 +69,14 @@ LAYOUT = 2
 
 
 def check_every(every: Any, keep: Any) -> None:
-    """Raise ``ValueError`` unless ``every`` is a positive int and ``keep`` None or >= 1."""
-    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
-        raise ValueError(f"fit: every must be a positive int (epochs), got {every!r}")
-    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-        raise ValueError(f"fit: keep must be None or an int >= 1, got {keep!r}")
+    """Check that ``every`` (epochs) is an int >= 1 and ``keep`` None or an int >= 1.
+
+    Raises:
+      TypeError: either is not an int (``keep`` not ``None`` or an int).
+      ValueError: either is below 1.
+    """
+    check_int(every, "fit: every (epochs)", minimum=1)
+    check_int(keep, "fit: keep", minimum=1, none_ok=True)
 
 
 def _shape_dtype(a: Any) -> str:

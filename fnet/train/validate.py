@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from fnet._checks import check_int
 from fnet.errors import ShapeError
 
 __all__ = ["check_batch_size", "check_xy"]
@@ -32,11 +33,13 @@ def check_xy(x: Any, y: Any, fn: str, what: str = "x, y") -> int:
 
 
 def check_batch_size(batch_size: Any, n: int | None, fn: str) -> int:
-    """Check ``1 <= batch_size`` (and ``<= n`` when ``n`` is given); raise ``ValueError``."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise ValueError(f"{fn}: batch_size must be an int, got {batch_size!r}")
-    if batch_size <= 0:
-        raise ValueError(f"{fn}: batch_size must be positive, got {batch_size}")
+    """``batch_size`` as an int after checking ``1 <= batch_size`` (and ``<= n`` when given).
+
+    Raises:
+      TypeError: ``batch_size`` is not an int (``True`` and ``2.0`` are not).
+      ValueError: ``batch_size < 1``, or ``> n``.
+    """
+    batch_size = check_int(batch_size, f"{fn}: batch_size", minimum=1)
     if n is not None and batch_size > n:
         raise ValueError(
             f"{fn}: batch_size={batch_size} is larger than the {n} training examples; use "
