@@ -208,12 +208,28 @@ def stream_sums(
     return scan_chunks(chunk, acc0, (x, y, keys), size, stack="rows")
 
 
-def _vmap_moments(loss_fn, params, state, x, y, keys):
-    """``(G_c, |g_i|^2, sum_i |g_i - G_c|^2)`` of one chunk from its materialised ``g_i``."""
+def _vmap_moments(loss_fn, params, state, x, y, keys, shift):
+    """``(G_c, |g_i|^2, sum_i |g_i - G_c|^2)`` of one chunk from its materialised ``g_i``.
+
+    Shifted sums (Chan, Golub and LeVeque 1983, sec. 3): ``q = sum_i |g_i - S|^2`` for a
+    shift ``S`` known before the chunk (the running mean), then
+    ``sum_i |g_i - G_c|^2 = q - k |G_c - S|^2``, which cancels only as far as ``G_c - S``
+    is large against the spread; one read of the gradients (no wait for ``G_c``), with
+    every sum over examples a contraction with ones (fast on CPU).
+    """
     g = _vmap_grads(loss_fn, params, state, x, y, keys)
-    mean = jax.tree.map(lambda a: jnp.mean(a, axis=0), g)
-    centred = jax.tree.map(lambda a, m: a - m[None], g, mean)
-    return mean, _per_example_sq(g), jnp.sum(_per_example_sq(centred))
+    k = batch_size(x)
+
+    def over_examples(a):  # sum over the leading example axis
+        return jnp.tensordot(jnp.ones((k,), a.dtype), a, axes=1)
+
+    mean = jax.tree.map(lambda a: over_examples(a) / k, g)
+    q = sum(
+        jnp.sum(over_examples(jnp.square(a - s[None])))
+        for a, s in zip(jax.tree.leaves(g), jax.tree.leaves(shift), strict=True)
+    )
+    off = optax.tree_utils.tree_norm(jax.tree.map(jnp.subtract, mean, shift), squared=True)
+    return mean, _per_example_sq(g), q - k * off
 
 
 def stream_moments(
@@ -230,7 +246,7 @@ def stream_moments(
 
     Each chunk yields its mean gradient ``G_c`` and its centred sum
     ``M_c = sum_{i in c} |g_i - G_c|^2`` (vmap path: from the chunk's materialised
-    gradients, two passes over memory; dense path:
+    gradients, shifted by the running mean, the first chunk by ``g_0``; dense path:
     :func:`fnet.per_example.dense_trick.centred_moments`, no per-example gradient).
     Chunks are merged by Chan, Golub and LeVeque's pairwise update (1983, eq. 2.1): with
     ``m`` examples seen so far and a chunk of ``k``, ``D = G_c - G``,
@@ -249,7 +265,7 @@ def stream_moments(
         if method == "dense":
             mean_c, sq, m2_c = dense_trick.centred_moments(loss_fn, params, xb, yb, kb)
         else:
-            mean_c, sq, m2_c = _vmap_moments(loss_fn, params, state, xb, yb, kb)
+            mean_c, sq, m2_c = _vmap_moments(loss_fn, params, state, xb, yb, kb, mean)
         # Counts and weights in at least float32 (a bfloat16 count stops at 256).
         seen = (index * size).astype(jnp.promote_types(m2.dtype, jnp.float32))
         frac = k / (seen + k)
@@ -259,7 +275,12 @@ def stream_moments(
         return (mean, m2 + (m2_c + cross).astype(m2.dtype)), sq
 
     float_dtype = jnp.result_type(*[a.dtype for a in jax.tree.leaves(params)] or [jnp.float32])
-    init = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), float_dtype))
+    if method == "dense":
+        start = jax.tree.map(jnp.zeros_like, params)
+    else:  # the first example's gradient: the vmap path's shift for the first chunk
+        first = jax.tree.map(lambda a: a[:1], (x, y, keys))
+        start = jax.tree.map(lambda a: a[0], _vmap_grads(loss_fn, params, state, *first))
+    init = (start, jnp.zeros((), float_dtype))
     (mean, m2), sq = scan_chunks(chunk, init, (x, y, keys), size, stack="rows")
     return mean, sq, m2
 
