@@ -110,6 +110,7 @@ def test_page_python_blocks_run_when_pasted_in_order(page, tmp_path):
         "api.md",
         "training.md",
         "per_example.md",
+        "gradcheck.md",
         "datasets.md",
         "checkpoints.md",
         "parallel.md",
