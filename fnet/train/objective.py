@@ -96,7 +96,9 @@ class Supervised:
         label outside ``[0, C)`` cannot raise (the loss gives it zero loss and zero
         gradient), so it is caught here. The model's output shape comes from
         ``jax.eval_shape`` (nothing is computed; cached per model, input and params
-        shapes), then :func:`fnet.validation.check_labels_for_output` runs.
+        shapes), then :func:`fnet.validation.check_labels_for_output` runs. When the
+        model cannot run on ``params``/``state``/``x`` at all, nothing is checked here:
+        the step's own trace raises that error.
 
         Raises:
           LabelError: ``y`` holds integer class ids and one lies outside ``[0, C)``
@@ -106,7 +108,13 @@ class Supervised:
         abstract = jax.tree.map(spec, (params, state))
         leaves, treedef = jax.tree.flatten(abstract)
         x_spec = (tuple(jnp.shape(x)[1:]), jnp.result_type(x))
-        out = _output_shape(self.model, treedef, tuple(leaves), x_spec)
+        try:
+            out = _output_shape(self.model, treedef, tuple(leaves), x_spec)
+        except (TypeError, ValueError):
+            # The model cannot run on these params/state/inputs (another model's params,
+            # missing state, ...): skip the label check; compiling the step raises the
+            # precise error (or, resuming, the checkpoint check does first).
+            return
         check_labels_for_output(y, out, name=name)
 
 
