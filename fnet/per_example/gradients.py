@@ -176,7 +176,7 @@ def default_chunk(params: Params, method: str, n: int) -> int:
     return max(1, min(n, _VMAP_CHUNK_BYTES // max(per_example, 1)))
 
 
-def stream_sums(
+def stream_sq_norms(
     loss_fn: LossFn,
     params: Params,
     state: Any,
@@ -185,9 +185,8 @@ def stream_sums(
     keys: Any,
     method: str,
     chunk_size: int | None,
-    with_sum: bool = True,
-) -> tuple[Params | None, jax.Array]:
-    """``(sum_i g_i, |g_i|^2 (n,))`` streamed over chunks of ``chunk_size`` examples.
+) -> jax.Array:
+    """``|g_i|^2``, shape ``(n,)``, streamed over chunks of ``chunk_size`` examples.
 
     :func:`fnet.chunking.scan_chunks`: the full chunks run in one ``lax.scan``, sliced
     from the data in place; the last ``n % chunk_size`` examples form one chunk of
@@ -201,11 +200,10 @@ def stream_sums(
     def chunk(acc, data, _):
         xb, yb, kb = data
         weights = jnp.ones((batch_size(xb),), jnp.float32)
-        g_sum, sq = weighted_sums(loss_fn, params, state, xb, yb, weights, kb, method)
-        return (None if acc is None else jax.tree.map(jnp.add, acc, g_sum)), sq
+        _, sq = weighted_sums(loss_fn, params, state, xb, yb, weights, kb, method)
+        return acc, sq
 
-    acc0 = jax.tree.map(jnp.zeros_like, params) if with_sum else None
-    return scan_chunks(chunk, acc0, (x, y, keys), size, stack="rows")
+    return scan_chunks(chunk, None, (x, y, keys), size, stack="rows")[1]
 
 
 def _vmap_moments(loss_fn, params, state, x, y, keys, shift):
@@ -252,7 +250,7 @@ def stream_moments(
     ``m`` examples seen so far and a chunk of ``k``, ``D = G_c - G``,
     ``G += D k / (m + k)``, ``M += M_c + |D|^2 m k / (m + k)``. No step subtracts
     ``|G|^2`` from ``mean |g_i|^2``, so ``M`` keeps its relative precision however large
-    ``G`` is against the spread of the ``g_i``. Memory as :func:`stream_sums`.
+    ``G`` is against the spread of the ``g_i``. Memory as :func:`stream_sq_norms`.
     """
     n = batch_size(x)
     method = resolve_method(loss_fn, params, x, y, keys, state, method)
@@ -340,7 +338,7 @@ def grads(
 @functools.partial(jax.jit, static_argnames=("loss_fn", "method", "chunk_size"))
 def _norms_jit(loss_fn, params, x, y, key, state, method, chunk_size):
     keys = example_keys(key, batch_size(x))
-    _, sq = stream_sums(loss_fn, params, state, x, y, keys, method, chunk_size, with_sum=False)
+    sq = stream_sq_norms(loss_fn, params, state, x, y, keys, method, chunk_size)
     return jnp.sqrt(sq)
 
 
