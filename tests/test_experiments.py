@@ -3,16 +3,19 @@ figures; the runner's ``results.md`` lists every claim of the lecture material, 
 ran/skipped/failed and never says "reproduced" for a smoke run; an explicit
 ``--data-dir`` that is missing or empty is an error, empty default places a skip.
 
-Quick modes run as subprocesses (compiled without backend optimisation); MNIST
-experiments are skipped when the data are absent.
+The quick modes run once, together, through the runner in one subprocess (compiled
+without backend optimisation; the ``quick_runs`` fixture); MNIST experiments are skipped
+when the data are absent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -45,19 +48,78 @@ SEEDS_MD = REPO_ROOT.parent / "shared" / "SEEDS.md"
 KEYS = {"experiment", "config", "metrics", "data", "claims", "wall_time_s", "versions", "device"}
 
 
-def _run(module, tmp_path: pathlib.Path, *extra: str) -> dict:
-    """``python -m experiments.<name> --quick`` in a subprocess. A smoke run is dominated by
-    XLA compilation, so it compiles without backend optimisation (about 40% less CPU time;
-    an XLA flag, so it needs its own process to leave the other tests unaffected)."""
-    out = tmp_path / module.NAME
+def quick(module):
+    """Mark a test as one that checks ``module``'s run in the ``quick_runs`` fixture."""
+
+    def mark(test):
+        test.experiment = module.NAME
+        return test
+
+    return mark
+
+
+@dataclasses.dataclass
+class QuickRuns:
+    """One ``python -m experiments --quick`` run: its ``--out`` folder, the experiments
+    selected (in the runner's order), its exit status and its stdout and stderr."""
+
+    out: pathlib.Path
+    selected: list[str]
+    returncode: int
+    output: str
+
+    def section(self, name: str) -> str:
+        """The runner's output while it ran ``name`` (its traceback, if it failed)."""
+        start = max(self.output.find(f"=== {name} ==="), 0)
+        end = self.output.find("\n", self.output.find(f"=== {name}:", start))
+        return self.output[start : end if end >= 0 else None][-4000:]
+
+
+@pytest.fixture(scope="module")
+def quick_runs(request, tmp_path_factory) -> QuickRuns:
+    """``python -m experiments --quick``, once, for every experiment that a selected test
+    of this module checks (marked with :func:`quick`). One interpreter: its start-up and
+    compiled programs are shared, about a third less CPU time than a process each. The
+    experiments whose tests need MNIST join only where the MNIST files are (their tests
+    skip otherwise). A smoke run is dominated by XLA compilation, so it compiles without
+    backend optimisation (about 40% less CPU time; an XLA flag, so it needs its own
+    process to leave the other tests unaffected)."""
+    items = [
+        item
+        for item in request.session.items
+        if item.module is request.module and hasattr(item.function, "experiment")
+    ]
+    mnist = None
+    if any("mnist_dir" in item.fixturenames for item in items):
+        try:
+            mnist = request.getfixturevalue("mnist_dir")
+        except pytest.skip.Exception:
+            pass
+    wanted = {
+        item.function.experiment
+        for item in items
+        if mnist is not None or "mnist_dir" not in item.fixturenames
+    }
+    selected = [name for name in runner.EXPERIMENTS if name in wanted]
+    out = tmp_path_factory.mktemp("quick_runs")
+    argv = ["--quick", "--only", ",".join(selected), "--out", str(out), "--seed", "0"]
+    if mnist is not None:
+        argv += ["--data-dir", str(mnist)]
     flags = os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "XLA_FLAGS": flags.strip()}
-    argv = ["--quick", "--out", str(out), "--seed", "0", *extra]
+    env["PYTHONUNBUFFERED"] = "1"  # tracebacks stay beside their experiment's lines
     done = subprocess.run(
-        [sys.executable, "-m", module.__name__, *argv],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "experiments", *argv], cwd=REPO_ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
+    return QuickRuns(out, selected, done.returncode, done.stdout)
+
+
+def _record(runs: QuickRuns, module) -> dict:
+    """``module``'s ``metrics.json`` from ``runs``, after the checks every quick run meets."""
+    assert module.NAME in runs.selected
+    assert f"=== {module.NAME}: ran in" in runs.output, runs.section(module.NAME)
+    out = runs.out / module.NAME
     on_disk = json.loads((out / "metrics.json").read_text())
     record = on_disk
     assert KEYS <= set(on_disk)
@@ -72,12 +134,9 @@ def _run(module, tmp_path: pathlib.Path, *extra: str) -> dict:
     return on_disk
 
 
-def _mnist_args(mnist_dir: pathlib.Path) -> tuple[str, str]:
-    return ("--data-dir", str(mnist_dir))
-
-
-def test_spiral_quick_mlp_fits_and_linear_does_not(tmp_path):
-    rec = _run(spiral, tmp_path)
+@quick(spiral)
+def test_spiral_quick_mlp_fits_and_linear_does_not(quick_runs):
+    rec = _record(quick_runs, spiral)
     models = rec["metrics"]["models"]
     assert models["2-100-3 relu"]["train_accuracy"] >= 0.95
     assert 0.3 <= models["linear"]["train_accuracy"] <= 0.65
@@ -89,8 +148,9 @@ def test_spiral_quick_mlp_fits_and_linear_does_not(tmp_path):
     }
 
 
-def test_regularization_quick_shrinks_weights_as_lambda_grows(tmp_path):
-    rec = _run(regularization, tmp_path)
+@quick(regularization)
+def test_regularization_quick_shrinks_weights_as_lambda_grows(quick_runs):
+    rec = _record(quick_runs, regularization)
     mean = rec["metrics"]["per_lambda_mean"]
     assert mean["lambda"] == [0.0, 0.001, 0.01, 0.1]
     norms = mean["w_norm_hidden"]
@@ -98,11 +158,12 @@ def test_regularization_quick_shrinks_weights_as_lambda_grows(tmp_path):
     assert mean["train_accuracy"][0] >= 0.9
     spread = rec["metrics"]["spread_vs_concentrated"]
     assert spread["l2_spread"] < spread["l2_concentrated"]
-    assert (tmp_path / "regularization" / "regularization_boundaries.png").is_file()
+    assert (quick_runs.out / "regularization" / "regularization_boundaries.png").is_file()
 
 
-def test_graph_quick_shows_dead_code_removed_and_neuron_gradients(tmp_path):
-    rec = _run(graph, tmp_path)
+@quick(graph)
+def test_graph_quick_shows_dead_code_removed_and_neuron_gradients(quick_runs):
+    rec = _record(quick_runs, graph)
     m = rec["metrics"]
     assert m["dead_value"]["sin_in_hlo_before_xla"] >= 1
     assert m["dead_value"]["sin_in_hlo_after_xla"] == 0
@@ -114,16 +175,17 @@ def test_graph_quick_shows_dead_code_removed_and_neuron_gradients(tmp_path):
     assert grads["x1"] == pytest.approx(-0.5898, abs=1e-3)
     assert m["neuron"]["values"]["out"] == pytest.approx(0.7311, abs=1e-4)
     assert m["pytorch_autograd_example"]["d_out_d_x"] == [[-1.5, -1.5], [-1.5, -1.5]]
-    assert (tmp_path / "graph" / "jaxpr_grad.txt").is_file()
+    assert (quick_runs.out / "graph" / "jaxpr_grad.txt").is_file()
 
 
-def test_gradcheck_quick_passes_every_leaf(tmp_path):
-    rec = _run(gradcheck, tmp_path)
+@quick(gradcheck)
+def test_gradcheck_quick_passes_every_leaf(quick_runs):
+    rec = _record(quick_runs, gradcheck)
     assert rec["metrics"]["leaves"]
     assert all(leaf["passed"] for leaf in rec["metrics"]["leaves"])
     # Every leaf passes, but a quick run assesses no claim.
     assert rec["claims"][0]["verdict"].startswith("smoke run")
-    assert (tmp_path / "gradcheck" / "gradcheck_table.md").is_file()
+    assert (quick_runs.out / "gradcheck" / "gradcheck_table.md").is_file()
 
 
 def test_gradcheck_cases_cover_every_public_layer():
@@ -131,8 +193,9 @@ def test_gradcheck_cases_cover_every_public_layer():
 
 
 @pytest.mark.data
-def test_mnist_classifiers_quick_trains_both_models(tmp_path, mnist_dir):
-    rec = _run(mnist_classifiers, tmp_path, *_mnist_args(mnist_dir))
+@quick(mnist_classifiers)
+def test_mnist_classifiers_quick_trains_both_models(mnist_dir, quick_runs):
+    rec = _record(quick_runs, mnist_classifiers)
     res = rec["metrics"]["runs"]["mnist"]["results"]
     n = rec["data"]["used"][0]["test_examples"]
     for kind in ("linear", "mlp"):
@@ -153,8 +216,9 @@ def test_mnist_classifiers_quick_trains_both_models(tmp_path, mnist_dir):
 
 
 @pytest.mark.data
-def test_losses_quick_hinge_examples_with_met_margins_have_zero_gradient(tmp_path, mnist_dir):
-    rec = _run(losses, tmp_path, *_mnist_args(mnist_dir))
+@quick(losses)
+def test_losses_quick_hinge_examples_with_met_margins_have_zero_gradient(mnist_dir, quick_runs):
+    rec = _record(quick_runs, losses)
     hinge = rec["metrics"]["results"]["hinge"]["final"]
     ce = rec["metrics"]["results"]["cross-entropy"]["final"]
     assert hinge["frac_zero_grad"] > 0.2
@@ -164,8 +228,9 @@ def test_losses_quick_hinge_examples_with_met_margins_have_zero_gradient(tmp_pat
 
 
 @pytest.mark.data
-def test_activations_quick_records_curves_for_both_tasks(tmp_path, mnist_dir):
-    rec = _run(activations, tmp_path, *_mnist_args(mnist_dir))
+@quick(activations)
+def test_activations_quick_records_curves_for_both_tasks(mnist_dir, quick_runs):
+    rec = _record(quick_runs, activations)
     tasks = rec["metrics"]["tasks"]
     assert set(tasks) == {"spiral", "mnist"}
     for task in tasks.values():
@@ -175,18 +240,20 @@ def test_activations_quick_records_curves_for_both_tasks(tmp_path, mnist_dir):
 
 
 @pytest.mark.data
-def test_templates_quick_match_their_classes(tmp_path, mnist_dir):
-    rec = _run(templates, tmp_path, *_mnist_args(mnist_dir))
+@quick(templates)
+def test_templates_quick_match_their_classes(mnist_dir, quick_runs):
+    rec = _record(quick_runs, templates)
     assert rec["metrics"]["mnist"]["own_class_best"] >= 8
-    assert (tmp_path / "templates" / "templates_mnist.png").is_file()
+    assert (quick_runs.out / "templates" / "templates_mnist.png").is_file()
     # CIFAR-10 is absent here: it must be reported as skipped, with a reason.
     if "cifar10" not in rec["metrics"]:
         assert any("CIFAR-10" in s["what"] for s in rec["data"]["skipped"])
 
 
 @pytest.mark.data
-def test_convnet_quick_reports_params_and_epoch_time(tmp_path, mnist_dir):
-    rec = _run(convnet, tmp_path, *_mnist_args(mnist_dir))
+@quick(convnet)
+def test_convnet_quick_reports_params_and_epoch_time(mnist_dir, quick_runs):
+    rec = _record(quick_runs, convnet)
     for name in ("convnet", "mlp"):
         r = rec["metrics"]["mnist"][name]
         assert r["params"] > 0 and r["epoch_time_s"] > 0
@@ -267,8 +334,6 @@ def test_data_dir_check_finds_fashion_mnist_in_a_debian_style_folder(tmp_path):
 def test_mnist_files_under_fashion_mnist_names_are_not_taken_for_fashion_mnist(mnist_dir, tmp_path):
     """Same names, other content: fnet's loader rejects them by content, and an explicit
     --data-dir is never made up for with Fashion-MNIST found elsewhere (e.g. Debian's)."""
-    import shutil
-
     for split in ("t10k", "train"):  # MNIST's test files under both splits' names
         for kind in ("images-idx3", "labels-idx1"):
             shutil.copy(mnist_dir / f"t10k-{kind}-ubyte.gz", tmp_path / f"{split}-{kind}-ubyte.gz")
@@ -296,8 +361,9 @@ def test_debian_fashion_mnist_is_found_in_the_default_places_and_verified():
     assert "verified" in data.info["verified"] and str(debian) in data.info["test_files"][0]
 
 
-def test_capacity_quick_compares_size_with_l2_on_both_tasks(tmp_path, mnist_dir):
-    rec = _run(capacity, tmp_path, *_mnist_args(mnist_dir))
+@quick(capacity)
+def test_capacity_quick_compares_size_with_l2_on_both_tasks(mnist_dir, quick_runs):
+    rec = _record(quick_runs, capacity)
     m = rec["metrics"]
     assert set(m) == {"spiral", "images"}
     for task in m.values():
@@ -310,8 +376,9 @@ def test_capacity_quick_compares_size_with_l2_on_both_tasks(tmp_path, mnist_dir)
     assert len(rec["figures"]) == 2
 
 
-def test_optimizers_quick_runs_every_method_including_lbfgs(tmp_path, mnist_dir):
-    rec = _run(optimizers, tmp_path, *_mnist_args(mnist_dir))
+@quick(optimizers)
+def test_optimizers_quick_runs_every_method_including_lbfgs(mnist_dir, quick_runs):
+    rec = _record(quick_runs, optimizers)
     methods = rec["metrics"]["mnist"]["methods"]
     assert set(methods) == set(optimizers.SWEEP)
     for method, m in methods.items():
@@ -357,17 +424,18 @@ def test_pinned_claims_match_seeds_md_where_it_is_present():
     assert [_norm(c) for c in _seeds_section6_claims()] == [_norm(c) for c in SEEDS_SECTION6]
 
 
-def test_runner_results_md_lists_every_claim_and_reports_data(tmp_path, capsys):
-    status = runner.main(["--quick", "--only", "graph", "--out", str(tmp_path)])
-    assert status == 0
-    text = (tmp_path / "results.md").read_text()
+@quick(graph)
+def test_runner_results_md_lists_every_claim_and_reports_data(quick_runs):
+    assert quick_runs.returncode == 0, quick_runs.output[-4000:]
+    text = (quick_runs.out / "results.md").read_text()
     for c in claims.CLAIMS:
         assert c.claim.replace("|", "\\|") in text
     assert "| claim | source | setting (data actually used) | fnet result | verdict |" in text
-    assert "not run (mnist_classifiers not selected)" in text
     assert "## Data used and skipped" in text
-    assert "1 ran, 0 skipped, 0 failed" in text
-    assert "graph" in capsys.readouterr().out
+    assert f"{len(quick_runs.selected)} ran, 0 skipped, 0 failed" in text
+    for name in quick_runs.selected:
+        assert f"- **{name}** (ran" in text
+        assert f"=== {name}: ran in" in quick_runs.output
     # A smoke run assesses nothing: no verdict says "reproduced".
     rows = [ln for ln in text.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
     verdicts = [row.rsplit("|", 2)[-2] for row in rows]
@@ -375,6 +443,24 @@ def test_runner_results_md_lists_every_claim_and_reports_data(tmp_path, capsys):
     assert any("smoke run" in v for v in verdicts)
     # The page stands alone: no reference to files outside the repository.
     assert "SEEDS" not in text and claims.LECTURE_MATERIAL in text
+
+
+@quick(graph)
+def test_runner_report_only_rebuilds_results_md_and_names_what_was_not_selected(
+    quick_runs, tmp_path, capsys
+):
+    shutil.copytree(quick_runs.out / "graph", tmp_path / "graph")  # an earlier run's output
+    status = runner.main(["--quick", "--report-only", "--only", "graph", "--out", str(tmp_path)])
+    assert status == 0
+    assert "=== graph: ran" in capsys.readouterr().out
+    text = (tmp_path / "results.md").read_text()
+    assert "1 ran, 0 skipped, 0 failed" in text
+    assert "not run (mnist_classifiers not selected)" in text
+    assert "smoke run" in text  # graph's claims, as its quick run reported them
+    # Nothing was run again: the record on disk is the earlier run's.
+    assert json.loads((tmp_path / "graph" / "metrics.json").read_text()) == json.loads(
+        (quick_runs.out / "graph" / "metrics.json").read_text()
+    )
 
 
 def test_runner_reports_a_failing_experiment_and_exits_nonzero(tmp_path, monkeypatch):
