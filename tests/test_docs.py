@@ -4,6 +4,7 @@ example that runs."""
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import pathlib
 import re
@@ -44,7 +45,6 @@ def test_api_reference_is_up_to_date(capsys):
 # python blocks; test_api_reference_has_no_python_blocks keeps it so).
 DOCS_PAGES = sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md") if p.name != "api.md")
 RUNNABLE_PAGES = ["README.md", *DOCS_PAGES]
-PAGE_BUDGET_S = 240  # generous for a loaded 2-core CI machine; each page takes seconds
 SHARED = ROOT.parent / "shared"
 
 
@@ -57,43 +57,66 @@ def test_api_reference_has_no_python_blocks():
     assert python_blocks((ROOT / "docs" / "api.md").read_text()) == []
 
 
-@pytest.mark.parametrize("page", RUNNABLE_PAGES)
-def test_page_python_blocks_run_when_pasted_in_order(page, tmp_path):
-    """Each page's blocks, joined, run in a fresh interpreter from a scratch directory.
+@pytest.fixture(scope="module")
+def page_runs(request, tmp_path_factory) -> dict[str, dict]:
+    """Every selected page's blocks, joined, run by ``tests/docs_pages.py``: each page in a
+    fresh process (forked after importing JAX and fnet once; a fresh ``__main__``
+    namespace) from a scratch directory of its own, compiled with XLA's backend
+    optimisation off (the pages are compile-bound). Maps page -> exit status, stdout and
+    stderr; pages without python blocks, or reading absent MNIST files, are left out.
 
-    The scratch directory sits beside a link to ../shared (so the pages' documented
+    Each scratch directory sits beside a link to ../shared (so the pages' documented
     ``data_dir="../shared/data/mnist"`` works), and files the page writes stay there.
-    Compiled with XLA's backend optimisation off: the pages are compile-bound.
     """
-    blocks = python_blocks((ROOT / page).read_text())
-    if not blocks:
-        return  # nothing to run (prose-only page)
-    code = "\n".join(blocks)
-    if "shared/data/mnist" in code and not (SHARED / "data" / "mnist").is_dir():
-        pytest.skip(f"{page} reads MNIST from ../shared/data/mnist, which is absent")
-    work = tmp_path / "work"
-    work.mkdir()
-    if SHARED.is_dir():
-        (tmp_path / "shared").symlink_to(SHARED, target_is_directory=True)
-    script = work / "page.py"
-    script.write_text(code)
+    selected = {
+        item.callspec.params["page"]
+        for item in request.session.items
+        if item.module is request.module
+        and item.originalname == "test_page_python_blocks_run_when_pasted_in_order"
+    }
+    scripts = {}
+    for page in sorted(selected):
+        code = "\n".join(python_blocks((ROOT / page).read_text()))
+        if not code or ("shared/data/mnist" in code and not (SHARED / "data" / "mnist").is_dir()):
+            continue
+        folder = tmp_path_factory.mktemp("page")
+        (folder / "work").mkdir()
+        if SHARED.is_dir():
+            (folder / "shared").symlink_to(SHARED, target_is_directory=True)
+        scripts[page] = folder / "work" / "page.py"
+        scripts[page].write_text(code)
+    if not scripts:
+        return {}
+    out = tmp_path_factory.mktemp("pages") / "runs.json"
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "XLA_FLAGS": "--xla_backend_optimization_level=0",
         "MPLBACKEND": "Agg",
     }
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=PAGE_BUDGET_S,
-    )
-    assert result.returncode == 0, f"{page}: its python blocks fail:\n{result.stderr[-3000:]}"
+    runner = str(ROOT / "tests" / "docs_pages.py")
+    done = subprocess.run(
+        [sys.executable, runner, str(out), *map(str, scripts.values())],
+        env=env, capture_output=True, text=True, timeout=300 * len(scripts),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads(out.read_text())
+    return {page: runs[str(script.resolve())] for page, script in scripts.items()}
+
+
+@pytest.mark.parametrize("page", RUNNABLE_PAGES)
+def test_page_python_blocks_run_when_pasted_in_order(page, page_runs):
+    """Each page's blocks, joined, run in a fresh interpreter from a scratch directory
+    (the ``page_runs`` fixture)."""
+    code = "\n".join(python_blocks((ROOT / page).read_text()))
+    if not code:
+        return  # nothing to run (prose-only page)
+    if "shared/data/mnist" in code and not (SHARED / "data" / "mnist").is_dir():
+        pytest.skip(f"{page} reads MNIST from ../shared/data/mnist, which is absent")
+    result = page_runs[page]
+    assert result["returncode"] == 0, f"{page}: its python blocks fail:\n{result['stderr'][-3000:]}"
     if page == "README.md":  # the first example learns the spiral
-        accuracy = float(re.search(r"accuracy ([\d.]+)%", result.stdout).group(1))
+        accuracy = float(re.search(r"accuracy ([\d.]+)%", result["stdout"]).group(1))
         assert accuracy > 90.0
 
 
