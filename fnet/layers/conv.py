@@ -69,10 +69,11 @@ def conv_nhwc(
         fit (checked by the callers, :func:`Conv2D`, with clearer messages).
     """
     strides = tuple(int(s) for s in strides)
-    if isinstance(padding, str):
-        pads = lax.padtype_to_pads(x.shape[1:3], w.shape[:2], strides, padding)
-    else:
-        pads = padding
+    pads: Sequence[tuple[int, int]] = (
+        lax.padtype_to_pads(x.shape[1:3], w.shape[:2], strides, padding)
+        if isinstance(padding, str)
+        else padding
+    )
     return _conv(x, w, strides, tuple((int(lo), int(hi)) for lo, hi in pads))
 
 
