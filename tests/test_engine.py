@@ -167,6 +167,15 @@ def test_auto_driver_is_the_rolled_epoch_for_fnet_convnets_on_cpu():
     assert _fit("conv", 3, epochs=1).history["steps_per_call"] == 3
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the rule is for XLA:CPU")
+def test_auto_driver_runs_one_step_per_call_for_a_hand_written_lax_conv_on_cpu():
+    model = _lax_conv_model()
+    params = model.init(jax.random.key(0), (-1, *X_IMG.shape[1:]))[1]
+    res = fit(supervised(model, softmax_cross_entropy), params, SGD, X_IMG, Y,
+              key=jax.random.key(0), epochs=1, batch_size=B, progress=False)  # fmt: skip
+    assert res.history["steps_per_call"] == AUTO_CHUNK
+
+
 def test_auto_driver_rule():
     slow = frozenset({"conv_general_dilated (3, 0, 1, 2)/(0, 3, 1, 2)->(2, 3, 0, 1)"})
     none: frozenset[str] = frozenset()
