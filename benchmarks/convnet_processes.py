@@ -105,7 +105,9 @@ def main() -> None:
     if args.child:
         child(args.child, args.epochs)
         return
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # As the benchmarks CLI does: PyTorch's spinning OpenMP barriers otherwise take the
+    # cores from everything else on a shared machine (and from itself under load).
+    env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONPATH": str(ROOT)}
     rates: dict[str, list[float]] = {"fnet": [], "torch": []}
     for _ in range(args.rounds):
         for case, python in (("fnet", sys.executable), ("torch", args.torch_python)):

@@ -8,9 +8,10 @@
   hand-written ``lax.scan`` epoch, Flax, Equinox, Haiku, a ``jax.jit`` step loop and
   hand-written NumPy (``benchmarks.peers``).
 * ``convnet``: ``fnet.models.convnet(10)`` at B=100, ``fit`` with the default driver
-  (``steps_per_call="auto"``: one straight-line step per call on CPU), with chunks of 4
-  unrolled steps (``4``), with the rolled epoch (``"epoch"``), the same net with
-  BatchNorm and Dropout, and the hand-written scan epoch (``benchmarks.convnet``);
+  (``steps_per_call="auto"``: the rolled epoch, since fnet's convolutions are canonical),
+  with one straight-line step per call (``1``), with chunks of 4 unrolled steps
+  (``4``), the same net with BatchNorm and Dropout, and the hand-written scan epoch
+  (``benchmarks.convnet``: JAX's own, non-canonical conv gradients inside the loop);
   PyTorch eager when installed.
 
 ``python -m benchmarks --only engine`` (``--quick``: tiny sizes). Smaller N than the
@@ -72,11 +73,12 @@ def _fixed_cost(calls: int) -> dict:
     }
 
 
-def _fit_epoch(model: Any, x, y, batch: int, opt, **kw) -> Any:
+def _fit_epoch(model: Any, x, y, batch: int, opt, *, accuracy: bool = True, **kw) -> Any:
+    """One ``fit(epochs=1)`` call per epoch, as sweeps and notebooks call it."""
     import fnet
     from fnet.train import fit, supervised
 
-    objective = supervised(model, fnet.losses.softmax_cross_entropy)
+    objective = supervised(model, fnet.losses.softmax_cross_entropy, accuracy=accuracy)
     init = model.init(jax.random.key(0), (-1, *x.shape[1:]))
     xd, yd = jax.device_put(x), jax.device_put(y)
     box: dict[str, Any] = {"params": init[1], "state": init[2] if len(init) == 3 else None,
@@ -114,7 +116,9 @@ def _dense_rows(quick: bool, n: int | None = None) -> list[dict]:
         cases["NumPy (hand-written)"] = numpy_epoch(spec, x, y, batch, LR)
         if model_name == "mlp":  # the same fit with training accuracy off
             model = fnet.models.mlp(list(spec.sizes[1:-1]), spec.sizes[-1], "tanh")
-            cases["fnet.fit (no train accuracy)"] = _fit_epoch_noacc(model, x, y, batch)
+            cases["fnet.fit (no train accuracy)"] = _fit_epoch(
+                model, x, y, batch, optax.sgd(LR), accuracy=False
+            )
         timings = time_interleaved(cases, repeats=repeats)
         examples = (n // batch) * batch
         rate = {k: examples / t.median for k, t in timings.items()}
@@ -129,25 +133,6 @@ def _dense_rows(quick: bool, n: int | None = None) -> list[dict]:
                 "compile_s": timings[k].compile_s,
             })  # fmt: skip
     return rows
-
-
-def _fit_epoch_noacc(model, x, y, batch):
-    import fnet
-    from fnet.train import fit, supervised
-
-    objective = supervised(model, fnet.losses.softmax_cross_entropy, accuracy=False)
-    _, params = model.init(jax.random.key(0), (-1, x.shape[1]))
-    xd, yd = jax.device_put(x), jax.device_put(y)
-    opt = optax.sgd(LR)
-    box: dict[str, Any] = {"params": params, "epoch": 0}
-
-    def epoch():
-        box["epoch"] += 1
-        box["params"] = fit(objective, box["params"], opt, xd, yd, key=jax.random.key(box["epoch"]),
-                            epochs=1, batch_size=batch, progress=False).params  # fmt: skip
-        return box["params"]
-
-    return epoch
 
 
 def _compile_cpu_s(model: Any, x, y, batch: int, opt, steps_per_call) -> float:
@@ -192,14 +177,12 @@ def _conv_rows(quick: bool, n: int | None = None, repeats: int = 3) -> list[dict
     )  # fmt: skip
     opt = optax.sgd(0.01)
     cases: dict[str, Any] = {
-        "fnet.fit (auto: 1 step per call)": _fit_epoch(model, x, y, batch, opt),
+        "fnet.fit (default: auto = rolled epoch)": _fit_epoch(model, x, y, batch, opt),
+        "fnet.fit (steps_per_call=1)": _fit_epoch(model, x, y, batch, opt, steps_per_call=1),
         "fnet.fit (steps_per_call=4, unrolled)": _fit_epoch(
             model, x, y, batch, opt, steps_per_call=4
         ),
-        "fnet.fit (steps_per_call='epoch')": _fit_epoch(
-            model, x, y, batch, opt, steps_per_call="epoch"
-        ),
-        "fnet.fit BatchNorm+Dropout (auto)": _fit_epoch(bn_model, x, y, batch, opt),
+        "fnet.fit BatchNorm+Dropout (default)": _fit_epoch(bn_model, x, y, batch, opt),
         "jax.lax.scan epoch (hand-written)": convnet_bench._jax_case(x, y, batch, channels, hidden),
     }
     torch, _ = optional_import("torch")
@@ -210,10 +193,10 @@ def _conv_rows(quick: bool, n: int | None = None, repeats: int = 3) -> list[dict
     rate = {k: examples / t.median for k, t in timings.items()}
     ref = "PyTorch eager" if "PyTorch eager" in rate else "jax.lax.scan epoch (hand-written)"
     cpu = {
-        "fnet.fit (auto: 1 step per call)": _compile_cpu_s(model, x, y, batch, opt, "auto"),
+        "fnet.fit (default: auto = rolled epoch)": _compile_cpu_s(model, x, y, batch, opt, "auto"),
+        "fnet.fit (steps_per_call=1)": _compile_cpu_s(model, x, y, batch, opt, 1),
         "fnet.fit (steps_per_call=4, unrolled)": _compile_cpu_s(model, x, y, batch, opt, 4),
-        "fnet.fit (steps_per_call='epoch')": _compile_cpu_s(model, x, y, batch, opt, "epoch"),
-        "fnet.fit BatchNorm+Dropout (auto)": _compile_cpu_s(bn_model, x, y, batch, opt, "auto"),
+        "fnet.fit BatchNorm+Dropout (default)": _compile_cpu_s(bn_model, x, y, batch, opt, "auto"),
     }
     return [
         {

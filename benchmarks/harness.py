@@ -98,16 +98,30 @@ def _minflt() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+SETTLE_S = 0.2
+"""Seconds of sleep before each timed case: lets the previous case's worker threads park.
+
+Measured: an fnet case timed right after the hand-written NumPy case ran ~1.5x slower
+than the same case timed before it (OpenBLAS's threads keep spinning for a while after
+a BLAS call and take the 2 cores; MLP 784-200-10, B=100, 5 repeats). A case's rate
+therefore depended on which case preceded it; with the pause it does not."""
+
+
 def time_interleaved(
-    cases: Mapping[K, Callable[[], Any]], *, repeats: int, min_round_s: float = 0.0
+    cases: Mapping[K, Callable[[], Any]],
+    *,
+    repeats: int,
+    min_round_s: float = 0.0,
+    settle_s: float = SETTLE_S,
 ) -> dict[K, Timing]:
     """Time several zero-argument callables round-robin.
 
     Each case is first called once (timed as ``compile_s``). With ``min_round_s`` a case
     that takes less is called again to set how many calls one round makes (so a 50 us
     call is timed over about ``min_round_s``). Then each round calls every case that many
-    times in a row and records the mean time per call. A case that keeps state (a
-    training loop updating its params) does so through its own closure.
+    times in a row and records the mean time per call, after sleeping ``settle_s``
+    seconds (see :data:`SETTLE_S`; not timed). A case that keeps state (a training loop
+    updating its params) does so through its own closure.
     """
     compile_s: dict[K, float] = {}
     number: dict[K, int] = {}
@@ -125,6 +139,8 @@ def time_interleaved(
     faults: dict[K, int] = dict.fromkeys(cases, 0)
     for _ in range(repeats):
         for name, fn in cases.items():
+            if settle_s:
+                time.sleep(settle_s)
             f0 = _minflt()
             t = time.perf_counter()
             for _ in range(number[name]):

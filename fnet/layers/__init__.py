@@ -14,7 +14,7 @@ from fnet.layers.activation import (
     Softmax,
     Tanh,
 )
-from fnet.layers.conv import Conv2D
+from fnet.layers.conv import Conv2D, conv_nhwc
 from fnet.layers.dense import Dense, append_ones, fold_bias
 from fnet.layers.dropout import Dropout
 from fnet.layers.normalization import BatchNorm, LayerNorm
@@ -41,5 +41,6 @@ __all__ = [
     "Softmax",
     "Tanh",
     "append_ones",
+    "conv_nhwc",
     "fold_bias",
 ]

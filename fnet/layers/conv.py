@@ -1,13 +1,28 @@
-"""2-D convolution over NHWC images."""
+"""2-D convolution over NHWC images.
+
+Every convolution fnet emits, its two gradient convolutions included, is in XLA:CPU's
+*canonical* form (input NHWC, kernel HWIO, output NHWC, no window reversal), the only form
+XLA:CPU runs with its fast (Eigen) convolution kernel. XLA:CPU rewrites other forms into the
+canonical one only in the entry computation (its ``ConvCanonicalization`` pass), not inside a
+``while`` loop: JAX's own gradient rules give ``f01b_i01o->01bf`` (weight gradient) and
+``NHWC, HWOI`` (input gradient) convolutions, which inside ``lax.scan`` ran through a naive
+loop ~10x slower, rounded differently from the same step in straight-line code, and made a
+rolled scan of convolutional training steps ~10x slower than one step per call
+(``docs/performance.md``). :func:`conv_nhwc` writes the gradients itself (a custom JVP
+whose tangent convolutions transpose to canonical convolutions), so a step compiles to the
+same convolutions inside a loop and outside it.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from fnet import initializers
 from fnet._checks import check_int
@@ -23,7 +38,82 @@ from fnet.core import (
 )
 from fnet.errors import ShapeError
 
-__all__ = ["Conv2D"]
+__all__ = ["Conv2D", "conv_nhwc"]
+
+Pads = tuple[tuple[int, int], ...]
+
+
+def conv_nhwc(
+    x: jax.Array, w: jax.Array, strides: Sequence[int], padding: str | Sequence[tuple[int, int]]
+) -> jax.Array:
+    """Cross-correlation of NHWC images with an HWIO kernel; gradients in canonical form.
+
+    The values are ``lax.conv_general_dilated(x, w, strides, padding,
+    dimension_numbers=("NHWC", "HWIO", "NHWC"))``; forward- and reverse-mode derivatives
+    (and so Hessian-vector products, ``vmap``'d per-example gradients) equal its own.
+    What differs is how the gradients are written: both gradient convolutions are
+    canonical (NHWC/HWIO/NHWC) convolutions of transposed operands, which XLA:CPU runs
+    with its fast kernel inside ``while`` loops too (see the module docstring).
+
+    Args:
+      x: ``(N, H, W, C_in)`` images, a float dtype (the same as ``w``).
+      w: ``(kh, kw, C_in, C_out)`` kernel.
+      strides: ``(sh, sw)``, ints >= 1.
+      padding: ``"SAME"``, ``"VALID"`` or explicit ``((top, bottom), (left, right))``.
+
+    Returns:
+      ``(N, H', W', C_out)`` in the dtype of ``x``.
+
+    Raises:
+      TypeError, ValueError: from ``lax.conv_general_dilated`` for operands that do not
+        fit (checked by the callers, :func:`Conv2D`, with clearer messages).
+    """
+    strides = tuple(int(s) for s in strides)
+    pads: Sequence[tuple[int, int]] = (
+        lax.padtype_to_pads(x.shape[1:3], w.shape[:2], strides, padding)
+        if isinstance(padding, str)
+        else padding
+    )
+    return _conv(x, w, strides, tuple((int(lo), int(hi)) for lo, hi in pads))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _conv(x: jax.Array, w: jax.Array, strides: tuple[int, ...], pads: Pads) -> jax.Array:
+    return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _conv_jvp(strides: tuple[int, ...], pads: Pads, primals, tangents):
+    """Tangents written so that JAX's transposes of them are canonical convolutions.
+
+    ``d/dx``: ``conv(dx, w)`` with the kernel passed as ``(kh, kw, C_out, C_in)`` (spec
+    ``HWOI``): its transpose in ``dx`` is a convolution with spec ``HWIO``.
+    ``d/dw``: ``conv(x, dw)`` on ``x`` as ``(C_in, H, W, N)`` (spec ``CHWN``), ``dw`` as
+    ``(C_in, kh, kw, C_out)`` (``IHWO``) and the output as ``(H', W', N, C_out)``
+    (``HWNC``): its transpose in ``dw`` is the NHWC/HWIO/NHWC convolution of ``x``
+    (batch and channels swapped) with the output gradient (as ``(H', W', N, C_out)``),
+    i.e. the weight gradient in the canonical form XLA:CPU would otherwise produce with
+    transposes in the entry computation only.
+    """
+    x, w = primals
+    dx, dw = tangents
+    y = _conv(x, w, strides, pads)
+    out = None
+    if not isinstance(dx, SymbolicZero):
+        out = lax.conv_general_dilated(
+            dx, jnp.transpose(w, (0, 1, 3, 2)), strides, pads,
+            dimension_numbers=("NHWC", "HWOI", "NHWC"),
+        )  # fmt: skip
+    if not isinstance(dw, SymbolicZero):
+        t = lax.conv_general_dilated(
+            jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(dw, (2, 0, 1, 3)), strides, pads,
+            dimension_numbers=("CHWN", "IHWO", "HWNC"),
+        )  # fmt: skip
+        t = jnp.transpose(t, (2, 0, 1, 3))
+        out = t if out is None else out + t
+    return y, (jnp.zeros_like(y) if out is None else out)
+
+
+_conv.defjvp(_conv_jvp, symbolic_zeros=True)
 
 
 def _pair(value: int | Sequence[int], what: str, layer: str) -> tuple[int, int]:
@@ -87,7 +177,7 @@ def Conv2D(
         w, b = params["w"], params["b"]
         dtype = cdtype if cdtype is not None else jnp.promote_types(x.dtype, w.dtype)
         x, w, b = x.astype(dtype), w.astype(dtype), b.astype(dtype)
-        y = lax.conv_general_dilated(x, w, stride, pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = conv_nhwc(x, w, stride, pad)
         return y + broadcast_features(b, y.ndim)
 
     def init(key, input_shape):

@@ -8,24 +8,24 @@ An epoch of ``fit`` is a fixed sequence of optimizer steps: epoch ``e`` splits
 compiled call runs (``steps_per_call``):
 
 - ``"epoch"``: the whole epoch is one call, a rolled ``lax.scan`` over the full batches
-  (a ``while`` loop in XLA) plus the last batch. Fastest where XLA runs the step well
-  inside a loop: dense models on every backend, everything on GPU/TPU.
+  (a ``while`` loop in XLA) plus the last batch. One compile whatever the epoch's length.
 - an int ``K``: a small call computes the epoch's keys and permutation, then a Python
   loop calls a compiled chunk of ``K`` *fully unrolled* steps (straight-line code, no
   ``while``), and one last call runs the ``n_steps % K`` remaining steps and the last
-  batch. XLA:CPU runs convolutions and their gradients inside a ``while`` loop several
-  times slower than in straight-line code (``docs/performance.md``).
+  batch. For steps XLA:CPU runs slowly inside a loop: convolutions that are not in its
+  canonical form (:func:`loop_slow_ops`; every fnet ``Conv2D`` is canonical).
 - ``"auto"`` (default): ``K = AUTO_CHUNK`` (one step per call) when the backend is CPU
-  and the step contains a convolution (or a windowed reduction / its gradient), else
-  ``"epoch"``
-  (:func:`resolve_steps_per_call`; the rule is in ``docs/design.md``).
+  and the step has such a convolution, else ``"epoch"`` (:func:`resolve_steps_per_call`;
+  the rule and its measurements are in ``docs/design.md``).
 
 Every driver runs the same steps on the same batches with the same keys in the same
-order and accumulates the metrics in the same order. Int ``steps_per_call`` agree bit for
-bit for dense and convolutional models (to rounding with BatchNorm); the rolled
-``"epoch"`` driver agrees with them bit for bit for MLPs and to float rounding for
-convolutions and BatchNorm, which XLA:CPU compiles to other code inside a ``while``
-loop (``docs/design.md``; tested on CPU).
+order and accumulates the metrics in the same order, and every driver gives the same
+bits (tested for dense, convolutional and BatchNorm + Dropout models with adam and SGD
+with momentum, on CPU). Two things make that hold where XLA would otherwise compile a
+step differently in different programs: fnet's convolutions are canonical, so XLA:CPU
+compiles them alike inside a loop and outside it (:mod:`fnet.layers.conv`), and an
+unrolled chunk outputs the state between its steps, so no step's state is fused into
+the next step's kernels (:func:`_run_steps`).
 
 Compiled code is cached by the static configuration (objective, optimizer, batch plan,
 driver, mesh) and the shapes, dtypes and shardings of the arguments, so a second ``fit``
@@ -64,27 +64,22 @@ from fnet.train.step import TrainState, make_step, sharded_objective
 __all__ = [
     "AUTO_CHUNK",
     "FINITE_KEYS",
-    "LOOP_HOSTILE_PRIMITIVES",
     "EpochEngine",
     "StepsPerCall",
     "compiled",
+    "loop_slow_ops",
     "resolve_steps_per_call",
 ]
 
 StepsPerCall: TypeAlias = int | Literal["auto", "epoch"]
 
 AUTO_CHUNK = 1
-"""Steps per compiled call chosen by ``"auto"`` for convolutional models on CPU.
+"""Steps per compiled call chosen by ``"auto"`` for steps with loop-slow ops on CPU.
 
-One step per call: a convolution step takes tens of milliseconds on CPU, so a call's
-dispatch (~0.1 ms) costs nothing, and one step compiles fastest (compile time grows
-linearly with the steps unrolled into a call). Two unrolled steps per call measured at
-most 1.1-1.2x one step per call on a loaded 2-core CPU (docs/performance.md)."""
-
-LOOP_HOSTILE_PRIMITIVES = frozenset(
-    {"conv_general_dilated", "select_and_scatter_add", "select_and_gather_add", "reduce_window"}
-)
-"""jaxpr primitives that XLA:CPU runs much slower inside a ``while`` loop."""
+One step per call: a convolution step takes milliseconds on CPU, so a call's dispatch
+(~0.1 ms) costs little, and one step compiles fastest (compile time grows linearly with
+the steps unrolled into a call). Two unrolled steps per call measured at most 1.1-1.2x
+one step per call on a loaded 2-core CPU (docs/performance.md)."""
 
 
 # --------------------------------------------------------------------------- the steps
@@ -138,9 +133,20 @@ def _epoch_order(spec: _Spec, n: int, key: jax.Array, epoch: jax.Array):
 
 
 def _run_steps(summed, ts, sums, batch, keys, first: int | jax.Array, count: int, unroll: bool):
-    """Steps ``first .. first + count - 1``: ``batch(i) -> (xb, yb)``, key ``keys[i + 1]``."""
+    """Steps ``first .. first + count - 1``: ``batch(i) -> (xb, yb)``, key ``keys[i + 1]``.
+
+    Returns ``(ts, sums, kept)``: ``kept`` lists the carries between unrolled steps (the
+    state after each step but the last), which the chunk returns as outputs. An output is
+    written to memory once, as the state a rolled loop carries or a one-step call returns
+    is; without it XLA may fuse (recompute) the cheap elementwise ops that make one step's
+    state (an optimizer's moments, say) into the next step's kernels, and since XLA:CPU
+    always contracts ``a * b + c`` into a fused multiply-add inside a kernel, that rounds
+    differently (BatchNorm + adam steps differed in the 7th digit). ``optimization_barrier``
+    alone does not prevent it: XLA:CPU removes barriers before fusion.
+    """
+    kept: list[Any] = []
     if count == 0:
-        return ts, sums
+        return ts, sums, kept
 
     def body(carry, i):
         ts, sums = carry
@@ -149,19 +155,18 @@ def _run_steps(summed, ts, sums, batch, keys, first: int | jax.Array, count: int
         if unroll:
             step_in = lax.optimization_barrier(step_in)
         carry = summed(*step_in)
-        # Unrolled, XLA would fuse across steps (e.g. one step's update into the next
-        # step's forward pass) and round differently from the rolled loop: the barrier
-        # keeps every step compiled on its own, so all drivers give the same bits.
         return (lax.optimization_barrier(carry) if unroll else carry), None
 
     if unroll:  # straight-line code: no while loop, not even for one step
         carry = (ts, sums)
         for j in range(count):
+            if j:
+                kept.append(carry)
             carry, _ = body(carry, jnp.asarray(first, jnp.int32) + j)
-        return carry
+        return (*carry, kept)
     steps = first + jnp.arange(count, dtype=jnp.int32)
     (ts, sums), _ = lax.scan(body, (ts, sums), steps)
-    return ts, sums
+    return ts, sums, kept
 
 
 def _batches(spec: _Spec, x, y, order):
@@ -218,7 +223,7 @@ def _whole_epoch(ts, sums, x, y, key, epoch, *, spec: _Spec):
     summed = _summed_step(spec)
     keys, order = _epoch_order(spec, x.shape[0], key, epoch)
     batch = _batches(spec, x, y, order)
-    ts, sums = _run_steps(summed, ts, sums, batch, keys, 0, spec.plan.steps, unroll=False)
+    ts, sums, _ = _run_steps(summed, ts, sums, batch, keys, 0, spec.plan.steps, unroll=False)
     return _end_epoch(spec, *_last(spec, summed, ts, sums, x, y, keys, order))
 
 
@@ -235,34 +240,72 @@ def _start_epoch(key, epoch, *, spec: _Spec, n: int):
 @functools.partial(jax.jit, static_argnames=("spec", "count", "last", "end"))
 def _chunk(ts, sums, x, y, keys, order, first, *, spec: _Spec, count: int, last: bool, end: bool):
     """``count`` unrolled steps from step ``first``, then the last batch if ``last``;
-    ``end``: this call ends the epoch (it adds the finiteness flags)."""
+    ``end``: this call ends the epoch (it adds the finiteness flags).
+
+    Returns ``(ts, sums, kept)``; ``kept`` (the states between the call's steps, see
+    :func:`_run_steps`) is dropped by the caller: it costs ``K - 1`` (``K`` with the
+    last batch) copies of the train state while the call runs."""
     summed = _summed_step(spec)
     order = None if spec.plan.full_batch else order
     batch = _batches(spec, x, y, order)
-    ts, sums = _run_steps(summed, ts, sums, batch, keys, first, count, unroll=True)
+    ts, sums, kept = _run_steps(summed, ts, sums, batch, keys, first, count, unroll=True)
     if last:
+        if count:
+            kept.append((ts, sums))
         ts, sums = _last(spec, summed, ts, sums, x, y, keys, order)
-    return _end_epoch(spec, ts, sums) if end else _pin(spec, ts, sums)
+    ts, sums = _end_epoch(spec, ts, sums) if end else _pin(spec, ts, sums)
+    return ts, sums, kept
 
 
 # --------------------------------------------------------------------------- the driver rule
 
 
-def _primitives(jaxpr: Any, out: set[str]) -> set[str]:
-    """Names of every primitive in ``jaxpr`` and its sub-jaxprs (scan/cond/custom_vjp...)."""
+def _eqns(jaxpr: Any):
+    """Every equation of ``jaxpr`` and of its sub-jaxprs (scan/cond/custom_jvp bodies...)."""
     for eqn in jaxpr.eqns:
-        out.add(eqn.primitive.name)
+        yield eqn
         for v in eqn.params.values():
             for sub in v if isinstance(v, (tuple, list)) else (v,):
                 inner = getattr(sub, "jaxpr", sub)
                 if hasattr(inner, "eqns"):
-                    _primitives(inner, out)
-    return out
+                    yield from _eqns(inner)
+
+
+def _canonical_conv(params: dict[str, Any]) -> bool:
+    """Whether XLA:CPU runs this convolution as it is: input ``N..C``, kernel ``..IO``,
+    output ``N..C`` (its ``PotentiallyImplementedAsEigenConvolution``), no reversal."""
+    dn = params.get("dimension_numbers")
+    if dn is None:  # lax's default NC.., OI..: not canonical
+        return False
+    lhs, rhs, out = (tuple(int(d) for d in spec) for spec in dn)
+    n = len(lhs)
+    feature_last = (0, n - 1, *range(1, n - 1))
+    return lhs == out == feature_last and rhs == (n - 1, n - 2, *range(n - 2))
+
+
+def loop_slow_ops(jaxpr: Any) -> frozenset[str]:
+    """The operations of ``jaxpr`` that XLA:CPU runs much slower inside a ``while`` loop.
+
+    These are convolutions that are not in XLA:CPU's canonical form (input ``N..C``,
+    kernel ``..IO``, output ``N..C``): XLA:CPU transposes them into that form only in the
+    entry computation, so inside ``lax.scan`` they fall back to a naive loop nest (~10x
+    slower for the slides' convnet, measured; ``docs/performance.md``). JAX's own
+    gradients of an NHWC convolution are such convolutions; :func:`fnet.layers.conv_nhwc`
+    (every fnet ``Conv2D``) writes canonical ones. Returns descriptions such as
+    ``"conv_general_dilated (3, 0, 1, 2)/(0, 3, 1, 2)->(2, 3, 0, 1)"``, empty if none.
+    """
+    slow = set()
+    for eqn in _eqns(jaxpr):
+        if eqn.primitive.name == "conv_general_dilated" and not _canonical_conv(eqn.params):
+            dn = eqn.params.get("dimension_numbers")
+            specs = "default" if dn is None else "{}/{}->{}".format(*map(tuple, dn))
+            slow.add(f"conv_general_dilated {specs}")
+    return frozenset(slow)
 
 
 @functools.lru_cache(maxsize=64)
 def _step_info(spec: _Spec, sig: Any) -> tuple[frozenset[str], tuple[tuple[str, Any], ...]]:
-    """One abstract trace of the step: its primitives and its metrics' names and dtypes."""
+    """One abstract trace of the step: its loop-slow ops and its metrics' names and dtypes."""
     ts, x, y = _abstract_args(sig)
     step = make_step(spec.objective, spec.optimizer, dedupe_objective=True)
     b = spec.plan.batch_size
@@ -270,7 +313,7 @@ def _step_info(spec: _Spec, sig: Any) -> tuple[frozenset[str], tuple[tuple[str, 
     yb = jax.ShapeDtypeStruct((b, *y.shape[1:]), y.dtype)
     jaxpr, (_, metrics) = jax.make_jaxpr(step, return_shape=True)(ts, xb, yb, jax.random.key(0))
     dtypes = tuple((k, _as_float(jnp.zeros((), v.dtype)).dtype) for k, v in metrics.items())
-    return frozenset(_primitives(jaxpr.jaxpr, set())), dtypes
+    return loop_slow_ops(jaxpr.jaxpr), dtypes
 
 
 def _check_steps_per_call(steps_per_call: Any) -> None:
@@ -285,13 +328,14 @@ def _check_steps_per_call(steps_per_call: Any) -> None:
 
 
 def resolve_steps_per_call(
-    steps_per_call: StepsPerCall, primitives: frozenset[str], backend: str, n_steps: int
+    steps_per_call: StepsPerCall, loop_slow: frozenset[str], backend: str, n_steps: int
 ) -> int | None:
     """The driver for one epoch of ``n_steps`` steps: ``None`` (whole epoch) or ``K``.
 
-    ``"auto"``: ``AUTO_CHUNK`` steps per call when ``backend == "cpu"`` and the step uses
-    any of :data:`LOOP_HOSTILE_PRIMITIVES`, else the whole epoch. An int ``K`` is clipped
-    to ``n_steps`` (``K >= n_steps`` is one unrolled call per epoch).
+    ``"auto"``: ``AUTO_CHUNK`` steps per call when ``backend == "cpu"`` and the step has
+    operations XLA:CPU runs slowly inside a loop (``loop_slow``, from
+    :func:`loop_slow_ops`: non-canonical convolutions), else the whole epoch. An int
+    ``K`` is clipped to ``n_steps`` (``K >= n_steps`` is one unrolled call per epoch).
 
     Raises:
       TypeError: ``steps_per_call`` is neither a string nor an int (``True``, ``2.5``).
@@ -302,7 +346,7 @@ def resolve_steps_per_call(
     if steps_per_call == "epoch":
         return None
     if steps_per_call == "auto":
-        if backend != "cpu" or not primitives & LOOP_HOSTILE_PRIMITIVES:
+        if backend != "cpu" or not loop_slow:
             return None
         steps_per_call = AUTO_CHUNK
     return max(1, min(int(steps_per_call), n_steps))  # n_steps == 0: one call, last batch
@@ -403,9 +447,9 @@ class EpochEngine:
         """
         t0 = time.perf_counter()
         spec, plan = self.spec, self.spec.plan
-        prims, dtypes = _step_info(spec, _signature(ts, x, y))
+        slow, dtypes = _step_info(spec, _signature(ts, x, y))
         devices = jax.devices() if spec.mesh is None else list(spec.mesh.devices.flat)
-        k = resolve_steps_per_call(self.steps_per_call, prims, devices[0].platform, plan.steps)
+        k = resolve_steps_per_call(self.steps_per_call, slow, devices[0].platform, plan.steps)
         self.chunk = k
         zeros = self._zeros = _zeros(dtypes, spec.mesh)
         epoch = np.int32(0)
@@ -458,7 +502,7 @@ class EpochEngine:
         keys, order = self._start(key, e)
         sums = self._zeros
         for fn, first, _ in self._calls:
-            ts, sums = fn(ts, sums, x, y, keys, order, np.int32(first))
+            ts, sums, _ = fn(ts, sums, x, y, keys, order, np.int32(first))
         return ts, sums
 
     @staticmethod

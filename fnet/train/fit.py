@@ -47,9 +47,10 @@ class FitResult(NamedTuple):
     - ``wall_time``: cumulative seconds since the first epoch began, up to the end of
       this epoch's validation (hooks of earlier epochs included), compilation excluded;
 
-    one scalar, ``compile_time``: seconds spent tracing and compiling before the first
-    epoch (near 0 when a previous ``fit`` call compiled the same computation); and, when
-    a hook stopped training, ``stopped``: its reason (a string).
+    two scalars, ``compile_time``: seconds spent tracing and compiling before the first
+    epoch (near 0 when a previous ``fit`` call compiled the same computation), and
+    ``steps_per_call``: the driver that ran, ``"epoch"`` or the int ``K`` (what
+    ``"auto"`` chose); and, when a hook stopped training, ``stopped``: its reason.
     """
 
     params: Any
@@ -121,7 +122,7 @@ def fit(
     optimizer step per batch, with no host work between steps; the metrics are summed on
     the device. How many steps one compiled call runs is ``steps_per_call``
     (:mod:`fnet.train.engine`): the whole epoch as one ``lax.scan``, or chunks of
-    unrolled steps for convolutional models on CPU. ``batch_size=1`` is SGD,
+    unrolled steps. ``batch_size=1`` is SGD,
     ``batch_size=N`` full-batch descent; both go through the same code.
 
     Tracing and compiling happen once, before the first epoch; a later ``fit`` with an
@@ -130,10 +131,10 @@ def fit(
     compiled code (no trace, no compile). Arrays already on the device are used as they
     are (not copied); the caller's ``params``/``state``/``opt_state`` stay valid.
 
-    The same ``key`` gives bit-identical results on the same device and backend (CPU)
-    for the same ``steps_per_call``; other drivers run the same steps on the same batches
-    with the same keys and agree bit for bit for MLPs (and across int ``steps_per_call``
-    for convnets), else to float rounding (``docs/design.md``).
+    The same ``key`` gives bit-identical results on the same device and backend, whatever
+    ``steps_per_call`` (every driver runs the same steps on the same batches with the
+    same keys; tested on CPU for dense, convolutional and BatchNorm + Dropout models, see
+    :mod:`fnet.train.engine` for what makes XLA compile a step alike in every driver).
 
     Args:
       objective: ``objective(params, state, x, y, key) -> (loss, (new_state, metrics))``,
@@ -180,13 +181,14 @@ def fit(
         the gradients. ``batch_size`` must be divisible by the data-axis size. Same
         results as without a mesh, up to the order of float additions.
       steps_per_call: how many optimizer steps one compiled call runs. ``"auto"``
-        (default): ``fnet.train.engine.AUTO_CHUNK`` step(s) per call when the
-        backend is CPU and the step has a convolution or pooling window (XLA:CPU runs
-        those several times slower inside a loop), else ``"epoch"``. ``"epoch"``: the
-        whole epoch in one call (a ``lax.scan``). An int ``K >= 1``: ``K`` unrolled steps
-        per call (compile time grows with ``K``). The same steps, batches and keys
-        whatever the choice (see above for the bits); each distinct chunk (the last one
-        included) compiles once.
+        (default): ``"epoch"``, except on CPU for a step with a convolution XLA:CPU runs
+        ~10x slower inside a loop (a non-canonical one, e.g. ``lax.conv_general_dilated``
+        written by hand; never fnet's ``Conv2D``), then
+        ``fnet.train.engine.AUTO_CHUNK`` step(s) per call. ``"epoch"``: the whole epoch
+        in one call (a ``lax.scan``). An int ``K >= 1``: ``K`` unrolled steps per call
+        (compile time grows with ``K``; ``K - 1`` extra copies of the train state live
+        while a call runs). The same bits whatever the choice; each distinct chunk (the
+        last one included) compiles once. ``history["steps_per_call"]`` says which ran.
       checkpoint_dir: save a checkpoint (:mod:`fnet.checkpoint`, step = epochs done;
         layout in :mod:`fnet.train.resume`) every ``every`` epochs and after the last
         one, and RESUME from the latest checkpoint there if it is of the same run: its
@@ -311,6 +313,7 @@ def fit(
         )  # fmt: skip
         compile_time += time.perf_counter() - t0
     history["compile_time"] = compile_time
+    history["steps_per_call"] = "epoch" if engine.chunk is None else engine.chunk
 
     start = time.perf_counter() - (history["wall_time"][-1] if history["wall_time"] else 0.0)
     stop: StopTraining | None = None
