@@ -369,21 +369,29 @@ def test_sigkill_during_saves_leaves_the_latest_checkpoint_restorable(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
     rng = random.Random(1234)
     like = jax.eval_shape(lambda: expected_tree(0, n_floats))
+    # Four writer processes, each forked by one helper process that imported fnet once.
+    helper = subprocess.Popen(
+        [sys.executable, str(WRITER), str(tmp_path), str(n_floats), str(keep)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     for _ in range(4):
-        proc = subprocess.Popen(
-            [sys.executable, str(WRITER), str(tmp_path), str(n_floats), str(keep)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        assert proc.stdout.readline() == b"ready\n", proc.stderr.read().decode()
-        first = proc.stdout.readline()  # wait for one save, so that kills land in the loop
-        assert first.startswith(b"saved "), proc.stderr.read().decode()
+        helper.stdin.write(b"go\n")
+        helper.stdin.flush()
+        ready = helper.stdout.readline()
+        assert ready.startswith(b"ready "), helper.communicate()[1].decode()[-3000:]
+        first = helper.stdout.readline()  # wait for one save, so that kills land in the loop
+        assert first.startswith(b"saved "), helper.communicate()[1].decode()[-3000:]
         time.sleep(rng.uniform(0.0, 0.25))
-        proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate()
-        assert proc.returncode == -signal.SIGKILL
-        reported = [int(line.split()[1]) for line in (first + out).decode().splitlines()]
+        os.kill(int(ready.split()[1]), signal.SIGKILL)
+        lines = [first]
+        while not lines[-1].startswith(b"died "):
+            lines.append(helper.stdout.readline())
+            assert lines[-1], helper.communicate()[1].decode()[-3000:]  # helper alive
+        assert lines.pop() == f"died {-signal.SIGKILL}\n".encode()
+        reported = [int(line.split()[1]) for line in lines]
 
         latest = checkpoint.latest_step(tmp_path)
         assert latest is not None and latest >= reported[-1]  # returned saves are durable
@@ -391,6 +399,8 @@ def test_sigkill_during_saves_leaves_the_latest_checkpoint_restorable(tmp_path):
         restored, extra = checkpoint.restore(tmp_path, like)
         _assert_bit_identical(restored, expected_tree(latest, n_floats))
         assert extra == {"step": latest}
+    helper.stdin.close()
+    assert helper.wait(timeout=60) == 0
     # Whether a kill landed inside a save is up to timing; either way the next save
     # removes every temp dir the killed writers left.
     checkpoint.save(tmp_path, latest + 1, expected_tree(latest + 1, n_floats))
