@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from layer_registry import REGISTRY
 
@@ -25,14 +26,14 @@ def test_layer_passes_gradcheck_in_float64(name):
     _, params, state = model.init(jax.random.key(0), case.input_shape)
     params = fnet.cast_floating(params, jnp.float64)
     state = fnet.cast_floating(state, jnp.float64)
-    x = jax.random.normal(jax.random.key(1), case.input_shape, jnp.float64)
+    # Input and output weights from NumPy: an eager jax.random draw compiles a program for
+    # every new shape (seconds over the registry on a 2-core machine).
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal(case.input_shape))
     out = jax.eval_shape(
         lambda p, x: model.apply(p, state, x, train=True, key=jax.random.key(2))[0], params, x
     )
-    weights = [
-        jax.random.normal(jax.random.fold_in(jax.random.key(3), k), o.shape, jnp.float64)
-        for k, o in enumerate(jax.tree.leaves(out))
-    ]
+    weights = [jnp.asarray(rng.standard_normal(o.shape)) for o in jax.tree.leaves(out)]
 
     def objective(p_and_x):
         p, x = p_and_x
