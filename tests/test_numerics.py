@@ -454,18 +454,19 @@ def test_gather_cross_entropy_equals_the_one_hot_form():
     rng = np.random.default_rng(0)
     logits = jnp.asarray(rng.normal(size=(7, 5)).astype(np.float32) * 3)
     ids = rng.integers(0, 5, 7)
-    onehot = jax.nn.one_hot(ids, 5)
-    chex.assert_trees_all_close(
-        losses.softmax_cross_entropy(logits, ids, reduction="none"),
-        losses.softmax_cross_entropy(logits, onehot, reduction="none"),
-        rtol=1e-6,
-    )
-    chex.assert_trees_all_close(
-        jax.grad(lambda s: losses.softmax_cross_entropy(s, ids))(logits),
-        jax.grad(lambda s: losses.softmax_cross_entropy(s, onehot))(logits),
-        rtol=1e-6,
-        atol=1e-7,
-    )
+    onehot = np.eye(5)[ids]  # float64, as jax.nn.one_hot gives with x64 on
+
+    def per_example_and_grad(labels):  # one compiled program (eagerly: one per primitive)
+        return jax.jit(
+            lambda s: (
+                losses.softmax_cross_entropy(s, labels, reduction="none"),
+                jax.grad(lambda s: losses.softmax_cross_entropy(s, labels))(s),
+            )
+        )(logits)
+
+    (loss_ids, grad_ids), (loss_onehot, grad_onehot) = map(per_example_and_grad, (ids, onehot))
+    chex.assert_trees_all_close(loss_ids, loss_onehot, rtol=1e-6)
+    chex.assert_trees_all_close(grad_ids, grad_onehot, rtol=1e-6, atol=1e-7)
 
 
 # ------------------------------------------------- issue 11: mixed precision
