@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.extend import core as jax_core
 from jax.sharding import Mesh
 
 from fnet import distributed
@@ -141,8 +142,9 @@ def _run_steps(summed, ts, sums, batch, keys, first: int | jax.Array, count: int
     is; without it XLA may fuse (recompute) the cheap elementwise ops that make one step's
     state (an optimizer's moments, say) into the next step's kernels, and since XLA:CPU
     always contracts ``a * b + c`` into a fused multiply-add inside a kernel, that rounds
-    differently (BatchNorm + adam steps differed in the 7th digit). ``optimization_barrier``
-    alone does not prevent it: XLA:CPU removes barriers before fusion.
+    differently (BatchNorm + adam steps differed in the 7th digit). ``lax.optimization_barrier``
+    between the steps does not prevent it (XLA:CPU expands barriers before fusion), so
+    none is used.
     """
     kept: list[Any] = []
     if count == 0:
@@ -151,11 +153,7 @@ def _run_steps(summed, ts, sums, batch, keys, first: int | jax.Array, count: int
     def body(carry, i):
         ts, sums = carry
         xb, yb = batch(i)
-        step_in = (ts, sums, xb, yb, keys[i + 1])
-        if unroll:
-            step_in = lax.optimization_barrier(step_in)
-        carry = summed(*step_in)
-        return (lax.optimization_barrier(carry) if unroll else carry), None
+        return summed(ts, sums, xb, yb, keys[i + 1]), None
 
     if unroll:  # straight-line code: no while loop, not even for one step
         carry = (ts, sums)
@@ -262,13 +260,9 @@ def _chunk(ts, sums, x, y, keys, order, first, *, spec: _Spec, count: int, last:
 
 def _eqns(jaxpr: Any):
     """Every equation of ``jaxpr`` and of its sub-jaxprs (scan/cond/custom_jvp bodies...)."""
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for v in eqn.params.values():
-            for sub in v if isinstance(v, (tuple, list)) else (v,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    yield from _eqns(inner)
+    yield from jaxpr.eqns
+    for sub in jax_core.subjaxprs(jaxpr):
+        yield from _eqns(sub)
 
 
 def _canonical_conv(params: dict[str, Any]) -> bool:
