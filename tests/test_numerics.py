@@ -419,7 +419,10 @@ def test_pooling_equals_reduce_window_values_and_gradients_with_ties(kind, shape
         # on a 2-core machine). Averages stay eager: XLA's fusions round them differently.
         value_grad_jvp = jax.jit(value_grad_jvp, static_argnums=0)
     for got, want in zip(value_grad_jvp(ours, x), value_grad_jvp(ref, x), strict=True):
-        np.testing.assert_array_equal(got, want)
+        if kind == "MaxPool":
+            np.testing.assert_array_equal(got, want)
+        else:  # a window's sum: XLA's order of the additions differs between CPUs
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_tiled_maxpool_gives_a_tie_gradient_to_the_first_element_in_row_major_order():

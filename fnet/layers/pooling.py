@@ -1,6 +1,8 @@
 """Max and average pooling over NHWC images.
 
-Two formulations give identical values and gradients:
+Two formulations give the same values and derivatives (max pooling bit for bit; average
+pooling up to the order in which XLA adds a window's entries, which differs between
+CPUs: one rounding):
 
 * **Tiled** (windows that do not overlap, ``strides == window``, with ``VALID`` padding
   or ``SAME`` padding on sizes the window divides; the default ``MaxPool(2)``): the

@@ -53,10 +53,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
-from jax.extend import core as jax_core
 from jax.sharding import Mesh
 
-from fnet import distributed
+from fnet import _xla, distributed
 from fnet._checks import check_int
 from fnet.train.epoch import BatchPlan
 from fnet.train.objective import Metrics, Objective
@@ -258,13 +257,6 @@ def _chunk(ts, sums, x, y, keys, order, first, *, spec: _Spec, count: int, last:
 # --------------------------------------------------------------------------- the driver rule
 
 
-def _eqns(jaxpr: Any):
-    """Every equation of ``jaxpr`` and of its sub-jaxprs (scan/cond/custom_jvp bodies...)."""
-    yield from jaxpr.eqns
-    for sub in jax_core.subjaxprs(jaxpr):
-        yield from _eqns(sub)
-
-
 def _canonical_conv(params: dict[str, Any]) -> bool:
     """Whether XLA:CPU runs this convolution as it is: input ``N..C``, kernel ``..IO``,
     output ``N..C`` (its ``PotentiallyImplementedAsEigenConvolution``), no reversal."""
@@ -289,7 +281,7 @@ def loop_slow_ops(jaxpr: Any) -> frozenset[str]:
     ``"conv_general_dilated (3, 0, 1, 2)/(0, 3, 1, 2)->(2, 3, 0, 1)"``, empty if none.
     """
     slow = set()
-    for eqn in _eqns(jaxpr):
+    for eqn in _xla.eqns(jaxpr):
         if eqn.primitive.name == "conv_general_dilated" and not _canonical_conv(eqn.params):
             dn = eqn.params.get("dimension_numbers")
             specs = "default" if dn is None else "{}/{}->{}".format(*map(tuple, dn))
@@ -373,8 +365,13 @@ def _abstract_args(sig: tuple[Any, ...]) -> Any:
 
 @functools.lru_cache(maxsize=256)
 def _compiled(fn: Any, static: tuple[tuple[str, Any], ...], sig: tuple[Any, ...]) -> Any:
-    """``fn`` lowered and compiled for the abstract arguments ``sig`` (cached)."""
-    return fn.lower(*_abstract_args(sig), **dict(static)).compile()
+    """``fn`` traced, lowered and compiled for the abstract arguments ``sig`` (cached),
+    with the compiler options :func:`fnet._xla.compiler_options` picks for the program
+    (on CPU, convolutions run by XLA's Eigen kernels rather than YNNPACK)."""
+    args = _abstract_args(sig)
+    traced = fn.trace(*args, **dict(static))
+    options = _xla.compiler_options(traced.jaxpr, _xla.platform_of(args))
+    return traced.lower().compile(compiler_options=options)
 
 
 @functools.lru_cache(maxsize=64)

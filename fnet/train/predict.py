@@ -12,6 +12,7 @@ import numpy as np
 from fnet.chunking import scan_chunks
 from fnet.core import AnyModel, as_stateful, is_stateful
 from fnet.errors import ShapeError
+from fnet.train.engine import compiled
 from fnet.train.validate import check_batch_size
 
 __all__ = ["predict"]
@@ -73,4 +74,6 @@ def predict(
             "state=... (from model.init, or the state fit returned)"
         )
     batch_size = min(batch_size, shape[0])
-    return _predict(params, state, jnp.asarray(x), model=model, batch_size=batch_size)
+    x = jnp.asarray(x)
+    run = compiled(_predict, params, state, x, model=model, batch_size=batch_size)
+    return run(params, state, x)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from fnet import distributed
+from fnet import _xla, distributed
 from fnet.train.objective import Metrics, Objective
 
 __all__ = ["ShardedObjective", "StepFn", "TrainState", "sharded_objective", "train_step"]
@@ -121,7 +121,9 @@ def train_step(
     Args:
       objective: an :class:`~fnet.train.objective.Objective`.
       optimizer: an optax ``GradientTransformation``.
-      jit: return ``jax.jit(step)`` (default) or the plain pure function.
+      jit: return the step jitted (default) or the plain pure function. Jitted, it is
+        ``jax.jit(step)`` compiled with fnet's per-program compiler options (on CPU a
+        step with convolutions runs them with XLA's Eigen kernels: ``fnet._xla``).
       donate: with ``jit``, donate the input ``train_state``'s buffers (use only as
         ``ts, m = step(ts, ...)``: the old ``ts`` is invalid afterwards).
       mesh: a ``jax.sharding.Mesh`` for data parallelism (``docs/parallel.md``): each
@@ -139,7 +141,7 @@ def train_step(
         step = make_step(objective, optimizer)
         if not jit:
             return step
-        return jax.jit(step, donate_argnums=(0,) if donate else ())
+        return _xla.ConvAwareJit(step, donate_argnums=(0,) if donate else ())
     if not jit:
         raise ValueError("train_step: mesh= needs jit=True (shardings are fixed by jax.jit)")
     mesh = distributed.as_auto(mesh)
@@ -150,4 +152,4 @@ def train_step(
         ts = jax.lax.with_sharding_constraint(ts, distributed.param_shardings(ts, mesh))
         return ts, jax.lax.with_sharding_constraint(metrics, distributed.replicated(mesh))
 
-    return jax.jit(sharded_step, donate_argnums=(0,) if donate else ())
+    return _xla.ConvAwareJit(sharded_step, donate_argnums=(0,) if donate else ())

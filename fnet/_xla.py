@@ -1,0 +1,121 @@
+"""Per-program XLA compiler options: which library runs convolutions on CPU.
+
+XLA:CPU (jaxlib 0.10) hands convolutions, dots and reductions to YNNPACK by default
+(``xla_cpu_experimental_ynn_fusion_type``). For the convolutions of a small convnet's
+training step YNNPACK is 2-4x slower than XLA's own Eigen convolution on the same CPU
+(measured per layer on a 2-core Xeon, B=100, ``docs/performance.md``: 14x14x32->64 forward
+5.1 vs 2.6 ms, weight gradient 21 vs 4.9 ms, input gradient 5.1 vs 2.9 ms), and the whole
+step ~2x slower. :func:`compiler_options` therefore asks, for a CPU program that contains
+a convolution and only for it, that YNNPACK keep the dots and reductions but leave the
+convolutions to Eigen. Programs without convolutions, and every other backend, compile
+with XLA's defaults. The options go to ``jax.stages.Lowered.compile(compiler_options=...)``
+of that one program: nothing process-wide changes.
+
+A user's own ``XLA_FLAGS`` setting of the option wins (fnet then passes nothing), and a
+jaxlib that does not know the option compiles with its defaults (checked once, by
+compiling a one-line program with it).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+from jax.extend import core as jax_core
+
+__all__ = [
+    "YNN_OPTION",
+    "ConvAwareJit",
+    "YNN_WITHOUT_CONVOLUTIONS",
+    "compiler_options",
+    "eqns",
+    "has_convolution",
+    "platform_of",
+]
+
+YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+"""The XLA debug option that lists the op kinds XLA:CPU hands to YNNPACK."""
+
+YNN_WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+"""jaxlib 0.10's default kinds (dots, reductions, convolutions) less the convolutions."""
+
+
+def eqns(jaxpr: Any) -> Iterator[Any]:
+    """Every equation of ``jaxpr`` and of its sub-jaxprs (scan/cond/custom_jvp bodies...)."""
+    yield from jaxpr.eqns
+    for sub in jax_core.subjaxprs(jaxpr):
+        yield from eqns(sub)
+
+
+def has_convolution(jaxpr: Any) -> bool:
+    """Whether ``jaxpr`` (a ``Jaxpr`` or ``ClosedJaxpr``) contains a convolution anywhere."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    return any(e.primitive.name == "conv_general_dilated" for e in eqns(jaxpr))
+
+
+@functools.cache
+def _option_supported() -> bool:
+    """Whether this jaxlib's XLA knows :data:`YNN_OPTION` (one tiny compile, cached)."""
+    try:
+        lowered = jax.jit(lambda v: v + 1).lower(jax.ShapeDtypeStruct((), "float32"))
+        lowered.compile(compiler_options={YNN_OPTION: YNN_WITHOUT_CONVOLUTIONS})
+    except Exception:  # XlaRuntimeError/JaxRuntimeError: an unknown option or value
+        return False
+    return True
+
+
+def compiler_options(jaxpr: Any, platform: str) -> dict[str, str]:
+    """The compiler options fnet passes when it compiles the program ``jaxpr``.
+
+    ``{YNN_OPTION: YNN_WITHOUT_CONVOLUTIONS}`` when ``platform == "cpu"``, the program has
+    a convolution, the user's ``XLA_FLAGS`` does not set the option and this jaxlib knows
+    it; otherwise ``{}`` (XLA's defaults). See the module docstring for the measurements.
+    """
+    if platform != "cpu" or YNN_OPTION in os.environ.get("XLA_FLAGS", ""):
+        return {}
+    if not has_convolution(jaxpr) or not _option_supported():
+        return {}
+    return {YNN_OPTION: YNN_WITHOUT_CONVOLUTIONS}
+
+
+def platform_of(args: Any) -> str:
+    """The platform the arguments live on (their first sharded leaf's), else the default."""
+    for leaf in jax.tree.leaves(args):
+        sharding = getattr(leaf, "sharding", None)
+        if sharding is not None:
+            return next(iter(sharding.device_set)).platform
+    return jax.default_backend()
+
+
+class ConvAwareJit:
+    """``jax.jit(fn, **jit_kwargs)`` compiled with :func:`compiler_options`.
+
+    The first call traces ``fn`` for its arguments and picks the options from that
+    program (convolutions on CPU, see the module docstring); every call then goes to one
+    ``jax.jit(fn, compiler_options=..., **jit_kwargs)``, with jit's own cache (new shapes
+    retrace as usual). Other attributes (``lower``, ``trace``, ...) are that jitted
+    function's, or before the first call a plain ``jax.jit(fn, **jit_kwargs)``'s.
+    """
+
+    def __init__(self, fn: Any, **jit_kwargs: Any) -> None:
+        self._fn, self._jit_kwargs = fn, jit_kwargs
+        self._jitted: Any = None
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any) -> Any:
+        if self._jitted is None:
+            traced = jax.jit(self._fn, **self._jit_kwargs).trace(*args)
+            options = compiler_options(traced.jaxpr, platform_of(args))
+            self._jitted = jax.jit(self._fn, compiler_options=options, **self._jit_kwargs)
+        return self._jitted(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        jitted = self.__dict__.get("_jitted") or jax.jit(
+            self.__dict__["_fn"], **self.__dict__["_jit_kwargs"]
+        )
+        return getattr(jitted, name)
