@@ -28,8 +28,8 @@ from jax.extend import core as jax_core
 
 __all__ = [
     "YNN_OPTION",
-    "ConvAwareJit",
     "YNN_WITHOUT_CONVOLUTIONS",
+    "ConvAwareJit",
     "compiler_options",
     "eqns",
     "has_convolution",
@@ -96,8 +96,9 @@ class ConvAwareJit:
     The first call traces ``fn`` for its arguments and picks the options from that
     program (convolutions on CPU, see the module docstring); every call then goes to one
     ``jax.jit(fn, compiler_options=..., **jit_kwargs)``, with jit's own cache (new shapes
-    retrace as usual). Other attributes (``lower``, ``trace``, ...) are that jitted
-    function's, or before the first call a plain ``jax.jit(fn, **jit_kwargs)``'s.
+    retrace as usual); ``lower`` and ``trace`` pick them the same way. Other attributes
+    are that jitted function's, or before the first call a plain
+    ``jax.jit(fn, **jit_kwargs)``'s.
     """
 
     def __init__(self, fn: Any, **jit_kwargs: Any) -> None:
@@ -105,12 +106,24 @@ class ConvAwareJit:
         self._jitted: Any = None
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args: Any) -> Any:
+    def _jit_for(self, args: tuple[Any, ...]) -> Any:
+        """The jitted function, its options picked from the program for ``args`` once."""
         if self._jitted is None:
             traced = jax.jit(self._fn, **self._jit_kwargs).trace(*args)
             options = compiler_options(traced.jaxpr, platform_of(args))
             self._jitted = jax.jit(self._fn, compiler_options=options, **self._jit_kwargs)
-        return self._jitted(*args)
+        return self._jitted
+
+    def __call__(self, *args: Any) -> Any:
+        return self._jit_for(args)(*args)
+
+    def trace(self, *args: Any) -> Any:
+        """``jax.jit(...).trace(*args)`` of the jitted function with fnet's options."""
+        return self._jit_for(args).trace(*args)
+
+    def lower(self, *args: Any) -> Any:
+        """``jax.jit(...).lower(*args)``; its ``compile()`` uses fnet's options."""
+        return self._jit_for(args).lower(*args)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
