@@ -216,3 +216,24 @@ def test_trace_h_cov_is_accurate_when_the_gradients_share_a_large_mean():
     cov = (g - g.mean(0)).T @ (g - g.mean(0)) / N
     np.testing.assert_allclose(s.trace_cov, np.trace(cov), rtol=1e-3)
     np.testing.assert_allclose(s.trace_h_cov, np.trace(a @ cov), rtol=1e-3)
+
+
+@pytest.mark.parametrize("chunk_size", [8, 37])
+def test_trace_cov_with_a_large_mean_is_accurate_when_small_chunks_use_gram_matrices(chunk_size):
+    # 64 -> 16 features: a chunk of 8 takes |C|^2 from the (8, 8) Gram matrices
+    # (8^2 * 80 <= 8 * 64 * 16), a chunk of 37 from C itself; both must stay accurate.
+    loss_fn, params, x, t, trace, g = _shifted_linear_regression(d_in=64, d_out=16)
+    s = pe.stats(loss_fn, params, x, t, method="dense", chunk_size=chunk_size)
+    np.testing.assert_allclose(float(s.trace_cov), trace, rtol=1e-3)
+    np.testing.assert_allclose(s.sq_norms, np.sum(g**2, axis=1), rtol=1e-5)
+
+
+def test_squared_frobenius_norm_from_gram_matrices_equals_the_direct_one():
+    from fnet.per_example.dense_trick import _sq_frobenius
+
+    rng = np.random.default_rng(3)
+    for n, d_in, d_out in [(4, 30, 20), (50, 6, 3)]:  # the Gram branch, then the direct one
+        a, d = rng.standard_normal((n, d_in)), rng.standard_normal((n, d_out))
+        want = np.sum((a.T @ d) ** 2)
+        got = _sq_frobenius(jnp.asarray(a), jnp.asarray(d), jnp.asarray(a.T @ d))  # float64
+        np.testing.assert_allclose(float(got), want, rtol=1e-12)
