@@ -150,16 +150,25 @@ def _jax_case(x, y, batch: int, channels, hidden: int) -> Any:
     return epoch
 
 
-def _torch_case(torch: Any, x, y, batch: int, channels, hidden: int) -> Any:
+def _torch_case(
+    torch: Any, x, y, batch: int, channels, hidden: int, bn_dropout: bool = False
+) -> Any:
+    """PyTorch eager, the same net (``bn_dropout``: BatchNorm after each convolution and
+    Dropout(0.5) before the last layer, as ``benchmarks.engine``'s BatchNorm net)."""
     nn = torch.nn
     torch.set_num_threads(TORCH_THREADS)
     layers: list[Any] = []
     c_in, hw = 1, x.shape[1]
     for c in channels:
-        layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        layers += [nn.Conv2d(c_in, c, 3, padding=1)]
+        layers += [nn.BatchNorm2d(c)] if bn_dropout else []
+        layers += [nn.ReLU(), nn.MaxPool2d(2)]
         c_in, hw = c, hw // 2
-    layers += [nn.Flatten(), nn.Linear(hw * hw * c_in, hidden), nn.ReLU(), nn.Linear(hidden, 10)]
+    layers += [nn.Flatten(), nn.Linear(hw * hw * c_in, hidden), nn.ReLU()]
+    layers += [nn.Dropout(0.5)] if bn_dropout else []
+    layers += [nn.Linear(hidden, 10)]
     model = nn.Sequential(*layers)
+    model.train()
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     yt = torch.from_numpy(y.astype(np.int64))

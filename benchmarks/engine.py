@@ -188,6 +188,9 @@ def _conv_rows(quick: bool, n: int | None = None, repeats: int = 3) -> list[dict
     torch, _ = optional_import("torch")
     if torch is not None:
         cases["PyTorch eager"] = convnet_bench._torch_case(torch, x, y, batch, channels, hidden)
+        cases["PyTorch eager BatchNorm+Dropout"] = convnet_bench._torch_case(
+            torch, x, y, batch, channels, hidden, bn_dropout=True
+        )
     timings = time_interleaved(cases, repeats=repeats)
     examples = (n // batch) * batch
     rate = {k: examples / t.median for k, t in timings.items()}
@@ -207,9 +210,17 @@ def _conv_rows(quick: bool, n: int | None = None, repeats: int = 3) -> list[dict
             f"x_{ref.split()[0].lower().replace('.', '_')}": ratio(r, rate[ref]),
             "compile_s": timings[k].compile_s,
             "compile_cpu_s": cpu.get(k),
+            # Each net against PyTorch eager on the same net (BatchNorm+Dropout rows too).
+            "x_pytorch_same_net": ratio(r, rate.get(_torch_peer(k))),
         }
         for k, r in sorted(rate.items(), key=lambda kv: -kv[1])
     ]
+
+
+def _torch_peer(case: str) -> str:
+    if case.startswith("jax.lax.scan"):
+        return "PyTorch eager"
+    return "PyTorch eager BatchNorm+Dropout" if "BatchNorm" in case else "PyTorch eager"
 
 
 def run(quick: bool) -> list[dict]:
