@@ -81,6 +81,11 @@ def compiler_options(jaxpr: Any, platform: str) -> dict[str, str]:
     return {YNN_OPTION: YNN_WITHOUT_CONVOLUTIONS}
 
 
+def _traced(args: Any) -> bool:
+    """Whether any leaf of ``args`` is a tracer (we are inside a JAX transformation)."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args))
+
+
 def platform_of(args: Any) -> str:
     """The platform the arguments live on (their first sharded leaf's), else the default."""
     for leaf in jax.tree.leaves(args):
@@ -96,7 +101,9 @@ class ConvAwareJit:
     The first call traces ``fn`` for its arguments and picks the options from that
     program (convolutions on CPU, see the module docstring); every call then goes to one
     ``jax.jit(fn, compiler_options=..., **jit_kwargs)``, with jit's own cache (new shapes
-    retrace as usual); ``lower`` and ``trace`` pick them the same way. Other attributes
+    retrace as usual); ``lower`` and ``trace`` pick them the same way. Called with
+    tracers (inside another ``jax.jit``, ``vmap`` or ``grad``), it is a plain
+    ``jax.jit(fn, **jit_kwargs)``: the outer program is the one compiled. Other attributes
     are that jitted function's, or before the first call a plain
     ``jax.jit(fn, **jit_kwargs)``'s.
     """
@@ -104,31 +111,33 @@ class ConvAwareJit:
     def __init__(self, fn: Any, **jit_kwargs: Any) -> None:
         self._fn, self._jit_kwargs = fn, jit_kwargs
         self._jitted: Any = None
+        # Called under another transformation (a jit, vmap or grad of a function that
+        # calls the step), compiler options are not allowed: the outer jit compiles.
+        self._plain = jax.jit(fn, **jit_kwargs)
         functools.update_wrapper(self, fn)
 
-    def _jit_for(self, args: tuple[Any, ...]) -> Any:
+    def _jit_for(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The jitted function, its options picked from the program for ``args`` once."""
         if self._jitted is None:
-            traced = jax.jit(self._fn, **self._jit_kwargs).trace(*args)
-            options = compiler_options(traced.jaxpr, platform_of(args))
+            traced = jax.jit(self._fn, **self._jit_kwargs).trace(*args, **kwargs)
+            options = compiler_options(traced.jaxpr, platform_of((args, kwargs)))
             self._jitted = jax.jit(self._fn, compiler_options=options, **self._jit_kwargs)
         return self._jitted
 
-    def __call__(self, *args: Any) -> Any:
-        return self._jit_for(args)(*args)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _traced((args, kwargs)):  # inside another jit/vmap/grad: that one compiles
+            return self._plain(*args, **kwargs)
+        return self._jit_for(args, kwargs)(*args, **kwargs)
 
-    def trace(self, *args: Any) -> Any:
-        """``jax.jit(...).trace(*args)`` of the jitted function with fnet's options."""
-        return self._jit_for(args).trace(*args)
+    def trace(self, *args: Any, **kwargs: Any) -> Any:
+        """``jax.jit(...).trace(...)`` of the jitted function with fnet's options."""
+        return self._jit_for(args, kwargs).trace(*args, **kwargs)
 
-    def lower(self, *args: Any) -> Any:
-        """``jax.jit(...).lower(*args)``; its ``compile()`` uses fnet's options."""
-        return self._jit_for(args).lower(*args)
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        """``jax.jit(...).lower(...)``; its ``compile()`` uses fnet's options."""
+        return self._jit_for(args, kwargs).lower(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        jitted = self.__dict__.get("_jitted") or jax.jit(
-            self.__dict__["_fn"], **self.__dict__["_jit_kwargs"]
-        )
-        return getattr(jitted, name)
+        return getattr(self.__dict__.get("_jitted") or self.__dict__["_plain"], name)

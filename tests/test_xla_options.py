@@ -153,3 +153,18 @@ def test_conv_aware_jit_traces_once_per_shape_like_jax_jit():
     assert len(traces) == n + 1
     assert jitted.__name__ == "f"
     np.testing.assert_allclose(first, jax.jit(f)(x, w), rtol=1e-6)
+
+
+def test_train_step_works_inside_jit_and_vmap_and_with_keyword_arguments():
+    # compiler options are refused on a nested jit: under a trace the step is a plain jit.
+    _, objective, params, x, y = _convnet()
+    opt = optax.sgd(0.1)
+    ts = TrainState.create(params, opt)
+    step = train_step(objective, opt)
+    key = jax.random.key(0)
+    want = float(step(ts, x, y, key)[1]["loss"])
+    assert float(step(ts, x, y, key=key)[1]["loss"]) == want
+    nested = jax.jit(lambda ts, x, y: step(ts, x, y, key)[1]["loss"])(ts, x, y)
+    np.testing.assert_allclose(float(nested), want, rtol=1e-6)
+    batched = jax.vmap(lambda xb: step(ts, xb, y, key)[1]["loss"])(jnp.stack([x, x]))
+    np.testing.assert_allclose(np.asarray(batched), [want, want], rtol=1e-6)
