@@ -81,53 +81,77 @@ def compiler_options(jaxpr: Any, platform: str) -> dict[str, str]:
     return {YNN_OPTION: YNN_WITHOUT_CONVOLUTIONS}
 
 
-def _traced(args: Any) -> bool:
-    """Whether any leaf of ``args`` is a tracer (we are inside a JAX transformation)."""
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args))
-
-
 def platform_of(args: Any) -> str:
-    """The platform the arguments live on (their first sharded leaf's), else the default."""
-    for leaf in jax.tree.leaves(args):
-        sharding = getattr(leaf, "sharding", None)
-        if sharding is not None:
-            return next(iter(sharding.device_set)).platform
-    return jax.default_backend()
+    """The platform the arguments live on (their first ``jax.Array``'s), else the default
+    device's (``jax.default_device``/``jax_default_device``), else the default backend."""
+    return _platform(jax.tree.leaves(args))
+
+
+def _platform(leaves: list[Any]) -> str:
+    for leaf in leaves:
+        if isinstance(leaf, jax.Array):
+            device_set: set[Any] = leaf.sharding.device_set
+            return str(next(iter(device_set)).platform)
+    device = getattr(jax.config, "jax_default_device", None)
+    if isinstance(device, str):
+        return device
+    return str(getattr(device, "platform", None) or jax.default_backend())
 
 
 class ConvAwareJit:
-    """``jax.jit(fn, **jit_kwargs)`` compiled with :func:`compiler_options`.
+    """``jax.jit(fn, **jit_kwargs)`` whose programs compile with :func:`compiler_options`.
 
-    The first call traces ``fn`` for its arguments and picks the options from that
-    program (convolutions on CPU, see the module docstring); every call then goes to one
-    ``jax.jit(fn, compiler_options=..., **jit_kwargs)``, with jit's own cache (new shapes
-    retrace as usual); ``lower`` and ``trace`` pick them the same way. Called with
-    tracers (inside another ``jax.jit``, ``vmap`` or ``grad``), it is a plain
-    ``jax.jit(fn, **jit_kwargs)``: the outer program is the one compiled. Other attributes
-    are that jitted function's, or before the first call a plain
-    ``jax.jit(fn, **jit_kwargs)``'s.
+    The options are picked once per static configuration and platform: the first call
+    with given static arguments (``static_argnames``, which must then be passed by
+    keyword) on a platform traces ``fn`` and reads the program; later calls go straight
+    to a ``jax.jit`` with those options (jit's own cache: new shapes retrace, committed
+    devices are followed, as usual). ``lower`` and ``trace`` pick them the same way.
+    Called under another transformation (with tracers: inside ``jax.jit``, ``vmap``,
+    ``grad``, ``lax.scan``...), it is a plain ``jax.jit(fn, **jit_kwargs)``: XLA takes
+    compiler options only for a top-level jit, and the outer program is the one compiled.
+    Other attributes (``eval_shape``, ...) are the plain jit's.
     """
 
     def __init__(self, fn: Any, **jit_kwargs: Any) -> None:
         self._fn, self._jit_kwargs = fn, jit_kwargs
-        self._jitted: Any = None
-        # Called under another transformation (a jit, vmap or grad of a function that
-        # calls the step), compiler options are not allowed: the outer jit compiles.
+        self._static = tuple(jit_kwargs.get("static_argnames", ()))
         self._plain = jax.jit(fn, **jit_kwargs)
+        self._choice: dict[Any, Any] = {}  # (static values, platform) -> a jitted fn
+        self._tuned: dict[Any, Any] = {}  # the options (sorted items) -> its jitted fn
         functools.update_wrapper(self, fn)
 
     def _jit_for(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """The jitted function, its options picked from the program for ``args`` once."""
-        if self._jitted is None:
-            traced = jax.jit(self._fn, **self._jit_kwargs).trace(*args, **kwargs)
-            options = compiler_options(traced.jaxpr, platform_of((args, kwargs)))
-            self._jitted = jax.jit(self._fn, compiler_options=options, **self._jit_kwargs)
-        return self._jitted
+        """The jitted function for these arguments: plain under a trace, else the one
+        compiled with the options picked for their static values and platform."""
+        dynamic = {k: v for k, v in kwargs.items() if k not in self._static}
+        leaves = jax.tree.leaves((args, dynamic))
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+            return self._plain
+        key = (tuple(kwargs.get(name) for name in self._static), _platform(leaves))
+        jitted = self._choice.get(key)
+        if jitted is None:
+            options = compiler_options(self._plain.trace(*args, **kwargs).jaxpr, key[1])
+            jitted = self._plain
+            if options:
+                items = tuple(sorted(options.items()))
+                if items not in self._tuned:
+                    self._tuned[items] = jax.jit(
+                        self._fn, compiler_options=options, **self._jit_kwargs
+                    )
+                jitted = self._tuned[items]
+            self._choice[key] = jitted
+        return jitted
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if _traced((args, kwargs)):  # inside another jit/vmap/grad: that one compiles
+        jitted = self._jit_for(args, kwargs)
+        if jitted is self._plain:
+            return jitted(*args, **kwargs)
+        try:
+            return jitted(*args, **kwargs)
+        except ValueError as err:  # under a trace without tracer arguments (constants)
+            if "compiler_options" not in str(err):
+                raise
             return self._plain(*args, **kwargs)
-        return self._jit_for(args, kwargs)(*args, **kwargs)
 
     def trace(self, *args: Any, **kwargs: Any) -> Any:
         """``jax.jit(...).trace(...)`` of the jitted function with fnet's options."""
@@ -140,4 +164,4 @@ class ConvAwareJit:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return getattr(self.__dict__.get("_jitted") or self.__dict__["_plain"], name)
+        return getattr(self.__dict__["_plain"], name)

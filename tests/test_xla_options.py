@@ -155,8 +155,8 @@ def test_conv_aware_jit_traces_once_per_shape_like_jax_jit():
     np.testing.assert_allclose(first, jax.jit(f)(x, w), rtol=1e-6)
 
 
-def test_train_step_works_inside_jit_and_vmap_and_with_keyword_arguments():
-    # compiler options are refused on a nested jit: under a trace the step is a plain jit.
+def test_train_step_works_under_transformations_and_with_keyword_arguments():
+    # XLA refuses compiler options on a nested jit: under a trace the step is a plain jit.
     _, objective, params, x, y = _convnet()
     opt = optax.sgd(0.1)
     ts = TrainState.create(params, opt)
@@ -164,7 +164,49 @@ def test_train_step_works_inside_jit_and_vmap_and_with_keyword_arguments():
     key = jax.random.key(0)
     want = float(step(ts, x, y, key)[1]["loss"])
     assert float(step(ts, x, y, key=key)[1]["loss"]) == want
-    nested = jax.jit(lambda ts, x, y: step(ts, x, y, key)[1]["loss"])(ts, x, y)
-    np.testing.assert_allclose(float(nested), want, rtol=1e-6)
-    batched = jax.vmap(lambda xb: step(ts, xb, y, key)[1]["loss"])(jnp.stack([x, x]))
+    compiled = step.lower(ts, x=x, y=y, key=key).compile()
+    assert float(compiled(ts, x=x, y=y, key=key)[1]["loss"]) == want
+    loss = lambda ts, x, y: step(ts, x, y, key)[1]["loss"]
+    np.testing.assert_allclose(float(jax.jit(loss)(ts, x, y)), want, rtol=1e-6)
+    batched = jax.vmap(lambda xb: loss(ts, xb, y))(jnp.stack([x, x]))
     np.testing.assert_allclose(np.asarray(batched), [want, want], rtol=1e-6)
+    keys = jax.random.split(key, 2)
+    scanned = jax.lax.scan(lambda t, k: step(t, x, y, k), ts, keys)[1]["loss"]
+    np.testing.assert_allclose(float(scanned[0]), want, rtol=1e-6)
+    assert jax.eval_shape(step, ts, x, y, key)[1]["loss"].shape == ()
+    # Every argument a constant of the outer trace (no tracer to see): still works.
+    np.testing.assert_allclose(float(jax.jit(lambda: loss(ts, x, y))()), want, rtol=1e-6)
+
+
+def test_predict_works_under_transformations():
+    model, _, params, x, _ = _convnet()
+    want = model.apply(params, x)
+    got = jax.jit(lambda p, v: fnet.train.predict(model, p, v, batch_size=3))(params, x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    grad = jax.grad(lambda p: jnp.sum(fnet.train.predict(model, p, x, batch_size=3)))(params)
+    ref = jax.grad(lambda p: jnp.sum(model.apply(p, x)))(params)
+    for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_options_are_picked_per_static_configuration_and_platform():
+    calls = []
+
+    def f(x, *, conv):
+        return fnet.layers.conv_nhwc(x, jnp.ones((3, 3, 1, 2)), (1, 1), "SAME") if conv else x * 2
+
+    jitted = _xla.ConvAwareJit(f, static_argnames=("conv",))
+    spy = _xla.compiler_options
+
+    def record(jaxpr, platform):
+        calls.append(spy(jaxpr, platform))
+        return calls[-1]
+
+    x = jnp.ones((2, 5, 5, 1))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_xla, "compiler_options", record)
+        jitted(x, conv=True)
+        jitted(x, conv=False)
+        jitted(x, conv=True)
+        jitted(jnp.ones((3, 5, 5, 1)), conv=True)  # new shape: jit retraces, options kept
+    assert calls == [{_xla.YNN_OPTION: _xla.YNN_WITHOUT_CONVOLUTIONS}, {}]

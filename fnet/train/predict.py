@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnet import _xla
 from fnet.chunking import scan_chunks
 from fnet.core import AnyModel, as_stateful, is_stateful
 from fnet.errors import ShapeError
-from fnet.train.engine import compiled
 from fnet.train.validate import check_batch_size
 
 __all__ = ["predict"]
 
 
-@partial(jax.jit, static_argnames=("model", "batch_size"))
-def _predict(params: Any, state: Any, x: jax.Array, *, model: AnyModel, batch_size: int) -> Any:
+def _predict_batches(
+    params: Any, state: Any, x: jax.Array, *, model: AnyModel, batch_size: int
+) -> Any:
     apply = as_stateful(model).apply
 
     def run(_, xb, i):
@@ -27,6 +27,11 @@ def _predict(params: Any, state: Any, x: jax.Array, *, model: AnyModel, batch_si
         return None, out
 
     return scan_chunks(run, None, x, batch_size, stack="rows")[1]
+
+
+# One jitted scan; on CPU, a model with convolutions compiles with fnet's compiler
+# options (fnet._xla); under another transformation it is a plain jax.jit.
+_predict = _xla.ConvAwareJit(_predict_batches, static_argnames=("model", "batch_size"))
 
 
 def predict(
@@ -74,6 +79,4 @@ def predict(
             "state=... (from model.init, or the state fit returned)"
         )
     batch_size = min(batch_size, shape[0])
-    x = jnp.asarray(x)
-    run = compiled(_predict, params, state, x, model=model, batch_size=batch_size)
-    return run(params, state, x)
+    return _predict(params, state, jnp.asarray(x), model=model, batch_size=batch_size)
