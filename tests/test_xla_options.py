@@ -210,3 +210,11 @@ def test_options_are_picked_per_static_configuration_and_platform():
         jitted(x, conv=True)
         jitted(jnp.ones((3, 5, 5, 1)), conv=True)  # new shape: jit retraces, options kept
     assert calls == [{_xla.YNN_OPTION: _xla.YNN_WITHOUT_CONVOLUTIONS}, {}]
+
+
+def test_a_jaxlib_without_the_option_compiles_with_its_defaults(monkeypatch):
+    model, _, params, x, _ = _convnet()
+    conv = jax.make_jaxpr(model.apply)(params, x)
+    assert _xla._option_supported.__wrapped__() is True  # this jaxlib does know it
+    monkeypatch.setattr(_xla, "_option_supported", lambda: False)
+    assert _xla.compiler_options(conv, "cpu") == {}
