@@ -98,6 +98,10 @@ def _platform(leaves: list[Any]) -> str:
     return str(getattr(device, "platform", None) or jax.default_backend())
 
 
+_MAX_CHOICES = 1024
+"""Static configurations a :class:`ConvAwareJit` remembers before it starts over."""
+
+
 class ConvAwareJit:
     """``jax.jit(fn, **jit_kwargs)`` whose programs compile with :func:`compiler_options`.
 
@@ -139,6 +143,8 @@ class ConvAwareJit:
                         self._fn, compiler_options=options, **self._jit_kwargs
                     )
                 jitted = self._tuned[items]
+            if len(self._choice) >= _MAX_CHOICES:  # bounded, like jit's own caches
+                self._choice.clear()
             self._choice[key] = jitted
         return jitted
 
