@@ -218,3 +218,18 @@ def test_a_jaxlib_without_the_option_compiles_with_its_defaults(monkeypatch):
     assert _xla._option_supported.__wrapped__() is True  # this jaxlib does know it
     monkeypatch.setattr(_xla, "_option_supported", lambda: False)
     assert _xla.compiler_options(conv, "cpu") == {}
+
+
+def test_evaluate_objective_works_under_transformations():
+    model, objective, params, x, y = _convnet()
+    want = fnet.train.evaluate_objective(params, {}, x, y, objective=objective, batch_size=3)
+
+    def loss(p):
+        got = fnet.train.evaluate_objective(p, {}, x, y, objective=objective, batch_size=3)
+        return got["loss"]
+
+    np.testing.assert_allclose(float(jax.jit(loss)(params)), float(want["loss"]), rtol=1e-5)
+    grad = jax.grad(loss)(params)
+    ref = jax.grad(lambda p: fnet.losses.softmax_cross_entropy(model.apply(p, x), y))(params)
+    for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

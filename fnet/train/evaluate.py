@@ -8,7 +8,6 @@ accuracy and error count.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import jax
@@ -16,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from fnet import distributed
+from fnet import _xla, distributed
 from fnet.core import AnyModel
 from fnet.losses import softmax_cross_entropy
 from fnet.train.engine import compiled
@@ -33,14 +32,21 @@ def _as_float(v: jax.Array) -> jax.Array:
     return v if jnp.issubdtype(v.dtype, jnp.floating) else v.astype(jnp.float32)
 
 
-@partial(jax.jit, static_argnames=("objective", "batch_size"))
-def _metric_sums(params, state, x, y, *, objective, batch_size):
+def _metric_sums_of(params, state, x, y, *, objective, batch_size):
     def fn(xb, yb):
         loss, (_, metrics) = objective(params, state, xb, yb, None, train=False)
         b = xb.shape[0]
         return {k: _as_float(v) * b for k, v in {**metrics, "objective": loss}.items()}
 
     return batched_sums(fn, x, y, batch_size)
+
+
+_STATIC = ("objective", "batch_size")
+# fit compiles its validation pass ahead of time (compile_evaluation, fnet.train.engine's
+# cache); evaluate_objective calls a jax.jit, which also runs under another
+# transformation and follows committed devices (fnet._xla.ConvAwareJit).
+_metric_sums = jax.jit(_metric_sums_of, static_argnames=_STATIC)
+_metric_sums_jit = _xla.ConvAwareJit(_metric_sums_of, static_argnames=_STATIC)
 
 
 def evaluate_objective(
@@ -73,10 +79,11 @@ def evaluate_objective(
       A dict of device scalars (float32 for float32 models), the objective's metrics and
       ``"objective"`` (the objective's value).
     """
-    run = compile_evaluation(
-        params, state, x, y, objective=objective, batch_size=batch_size, mesh=mesh
-    )
-    return run(params, state, x, y)
+    n = x.shape[0]
+    if mesh is not None:
+        objective = sharded_objective(objective, mesh)
+    sums = _metric_sums_jit(params, state, x, y, objective=objective, batch_size=batch_size)
+    return {k: v / n for k, v in sums.items()}
 
 
 def compile_evaluation(
