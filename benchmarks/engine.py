@@ -218,8 +218,7 @@ def _conv_rows(quick: bool, n: int | None = None, repeats: int = 3) -> list[dict
 
 
 def _torch_peer(case: str) -> str:
-    if case.startswith("jax.lax.scan"):
-        return "PyTorch eager"
+    """PyTorch eager on the same net as ``case``."""
     return "PyTorch eager BatchNorm+Dropout" if "BatchNorm" in case else "PyTorch eager"
 
 

@@ -81,6 +81,16 @@ def compiler_options(jaxpr: Any, platform: str) -> dict[str, str]:
     return {YNN_OPTION: YNN_WITHOUT_CONVOLUTIONS}
 
 
+_EVAL_TRACE = type(jax_core.find_top_trace(()))
+"""The trace in effect outside every transformation (fnet is imported at top level)."""
+
+
+def _under_transformation() -> bool:
+    """Whether a ``jit``, ``vmap``, ``grad``, ``scan``... is being traced right now (even
+    when the call at hand sees no tracer: its arguments may be the outer trace's constants)."""
+    return type(jax_core.find_top_trace(())) is not _EVAL_TRACE
+
+
 def platform_of(args: Any) -> str:
     """The platform the arguments live on (their first ``jax.Array``'s), else the default
     device's (``jax.default_device``/``jax_default_device``), else the default backend."""
@@ -110,8 +120,8 @@ class ConvAwareJit:
     keyword) on a platform traces ``fn`` and reads the program; later calls go straight
     to a ``jax.jit`` with those options (jit's own cache: new shapes retrace, committed
     devices are followed, as usual). ``lower`` and ``trace`` pick them the same way.
-    Called under another transformation (with tracers: inside ``jax.jit``, ``vmap``,
-    ``grad``, ``lax.scan``...), it is a plain ``jax.jit(fn, **jit_kwargs)``: XLA takes
+    Called under another transformation (inside ``jax.jit``, ``vmap``, ``grad``,
+    ``lax.scan``...), it is a plain ``jax.jit(fn, **jit_kwargs)``: XLA takes
     compiler options only for a top-level jit, and the outer program is the one compiled.
     Other attributes (``eval_shape``, ...) are the plain jit's.
     """
@@ -127,11 +137,9 @@ class ConvAwareJit:
     def _jit_for(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The jitted function for these arguments: plain under a trace, else the one
         compiled with the options picked for their static values and platform."""
-        dynamic = {k: v for k, v in kwargs.items() if k not in self._static}
-        leaves = jax.tree.leaves((args, dynamic))
-        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+        if _under_transformation():
             return self._plain
-        key = (tuple(kwargs.get(name) for name in self._static), _platform(leaves))
+        key = (tuple(kwargs.get(name) for name in self._static), self._platform(args, kwargs))
         jitted = self._choice.get(key)
         if jitted is None:
             options = compiler_options(self._plain.trace(*args, **kwargs).jaxpr, key[1])
@@ -148,16 +156,24 @@ class ConvAwareJit:
             self._choice[key] = jitted
         return jitted
 
+    def _platform(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """:func:`platform_of` the dynamic arguments, from the first top-level array when
+        there is one: flattening every argument on every call (a train state, an
+        optimizer's state) cost ~20 us a call in a Python training loop."""
+        for a in (*args, *kwargs.values()):
+            if isinstance(a, jax.Array):
+                return _platform([a])
+        dynamic = {k: v for k, v in kwargs.items() if k not in self._static}
+        return platform_of((args, dynamic))
+
+    @property
+    def plain(self) -> Any:
+        """``jax.jit(fn, **jit_kwargs)`` without options (for ahead-of-time compilation
+        through a cache that passes the options itself, :func:`fnet.train.engine.compiled`)."""
+        return self._plain
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        jitted = self._jit_for(args, kwargs)
-        if jitted is self._plain:
-            return jitted(*args, **kwargs)
-        try:
-            return jitted(*args, **kwargs)
-        except ValueError as err:  # under a trace without tracer arguments (constants)
-            if "compiler_options" not in str(err):
-                raise
-            return self._plain(*args, **kwargs)
+        return self._jit_for(args, kwargs)(*args, **kwargs)
 
     def trace(self, *args: Any, **kwargs: Any) -> Any:
         """``jax.jit(...).trace(...)`` of the jitted function with fnet's options."""

@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-__all__ = ["cast_floating"]
+__all__ = ["abstract_args", "abstract_signature", "cast_floating"]
 
 
 def cast_floating(tree: Any, dtype: Any) -> Any:
@@ -27,3 +27,34 @@ def cast_floating(tree: Any, dtype: Any) -> Any:
         return leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
 
     return jax.tree.map(cast, tree)
+
+
+def _leaf_key(a: Any) -> tuple[Any, ...]:
+    """What compiled code depends on in one argument: shape, dtype, weak type, sharding."""
+    if isinstance(a, jax.ShapeDtypeStruct) or (
+        isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer)
+    ):  # PRNG key arrays: no weak_type
+        return (a.shape, a.dtype, getattr(a, "weak_type", False), a.sharding)
+    # Tracers (no concrete sharding), NumPy arrays, Python scalars: their abstract value.
+    aval = jax.typeof(a)
+    return (aval.shape, aval.dtype, aval.weak_type, None)
+
+
+def abstract_signature(*trees: Any) -> tuple[Any, ...]:
+    """A hashable key for ``trees``: their structure and each leaf's shape, dtype, weak
+    type and sharding (``None`` for non-JAX leaves). Cheap: no tracing, no allocation
+    (a ``jax.Array``'s own attributes; ``jax.typeof`` for the rest). What compile caches
+    and shape-only decisions key on; :func:`abstract_args` turns it back into
+    ``jax.ShapeDtypeStruct`` trees."""
+    leaves, treedef = jax.tree.flatten(trees)
+    return (treedef, *map(_leaf_key, leaves))
+
+
+def abstract_args(signature: tuple[Any, ...]) -> Any:
+    """The ``trees`` of :func:`abstract_signature`, as a tuple of trees of
+    ``jax.ShapeDtypeStruct`` (for ``jax.eval_shape``, ``jit(...).trace``, ``lower``)."""
+    structs = [
+        jax.ShapeDtypeStruct(shape, dtype, sharding=sharding, weak_type=weak)
+        for shape, dtype, weak, sharding in signature[1:]
+    ]
+    return jax.tree.unflatten(signature[0], structs)

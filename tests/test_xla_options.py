@@ -42,6 +42,20 @@ def _convolutions(hlo: str) -> tuple[int, int]:
     return hlo.count(" convolution("), inside
 
 
+@pytest.fixture
+def picked(monkeypatch):
+    """The options :func:`fnet._xla.compiler_options` returns, call by call, from now on."""
+    calls: list[dict[str, str]] = []
+    real = _xla.compiler_options
+
+    def spy(jaxpr, platform):
+        calls.append(real(jaxpr, platform))
+        return calls[-1]
+
+    monkeypatch.setattr(_xla, "compiler_options", spy)
+    return calls
+
+
 def _convnet():
     # Channels large enough that this jaxlib hands convolutions to YNNPACK (it keeps
     # small ones, e.g. 4 and 8 channels at 12x12, for XLA's own kernels).
@@ -91,18 +105,10 @@ def test_fit_engine_compiles_its_convolutions_outside_ynnpack(steps_per_call):
         assert total >= 5 and inside == 0
 
 
-def test_predict_and_evaluate_compile_with_the_options(monkeypatch):
+def test_predict_and_evaluate_compile_with_the_options(picked):
     # (YNNPACK keeps a forward-only program's convolutions itself at these sizes, so the
     # HLO cannot show the difference: check that the options reach the compiler.)
     model, objective, params, x, y = _convnet()
-    picked = []
-
-    def spy(jaxpr, platform):
-        picked.append(_options(jaxpr, platform))
-        return picked[-1]
-
-    _options = _xla.compiler_options
-    monkeypatch.setattr(_xla, "compiler_options", spy)
     got = fnet.train.predict(model, params, x[:7], batch_size=3)  # shapes not compiled yet
     np.testing.assert_allclose(got, model.apply(params, x[:7]), rtol=1e-5, atol=1e-6)
     fnet.train.evaluate_objective(params, {}, x[:7], y[:7], objective=objective, batch_size=3)
@@ -189,27 +195,17 @@ def test_predict_works_under_transformations():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_options_are_picked_per_static_configuration_and_platform():
-    calls = []
-
+def test_options_are_picked_per_static_configuration_and_platform(picked):
     def f(x, *, conv):
         return fnet.layers.conv_nhwc(x, jnp.ones((3, 3, 1, 2)), (1, 1), "SAME") if conv else x * 2
 
     jitted = _xla.ConvAwareJit(f, static_argnames=("conv",))
-    spy = _xla.compiler_options
-
-    def record(jaxpr, platform):
-        calls.append(spy(jaxpr, platform))
-        return calls[-1]
-
     x = jnp.ones((2, 5, 5, 1))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_xla, "compiler_options", record)
-        jitted(x, conv=True)
-        jitted(x, conv=False)
-        jitted(x, conv=True)
-        jitted(jnp.ones((3, 5, 5, 1)), conv=True)  # new shape: jit retraces, options kept
-    assert calls == [{_xla.YNN_OPTION: _xla.YNN_WITHOUT_CONVOLUTIONS}, {}]
+    jitted(x, conv=True)
+    jitted(x, conv=False)
+    jitted(x, conv=True)
+    jitted(jnp.ones((3, 5, 5, 1)), conv=True)  # new shape: jit retraces, options kept
+    assert picked == [{_xla.YNN_OPTION: _xla.YNN_WITHOUT_CONVOLUTIONS}, {}]
 
 
 def test_a_jaxlib_without_the_option_compiles_with_its_defaults(monkeypatch):

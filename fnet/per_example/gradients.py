@@ -34,6 +34,7 @@ from fnet.core import Params
 from fnet.per_example import dense_trick
 from fnet.per_example.chunking import batch_size, example_keys
 from fnet.per_example.objective import LossFn, as_loss_fn, call_loss
+from fnet.tree import abstract_args, abstract_signature
 
 __all__ = [
     "Method",
@@ -135,33 +136,11 @@ def resolve_method(loss_fn, params, x, y, keys, state, method: str) -> str:
     return "vmap"
 
 
-def _signature(tree: Any) -> tuple:
-    """A hashable description of a pytree's structure, shapes and dtypes."""
-    leaves, treedef = jax.tree.flatten(tree)
-    return treedef, tuple(map(_leaf_signature, leaves))
-
-
-def _leaf_signature(a: Any) -> tuple[tuple[int, ...], Any]:
-    # A jax.Array's own shape and dtype (canonical already): jnp.result_type costs ~8 us
-    # a leaf, most of the host time of a small per-example call.
-    if isinstance(a, jax.Array):
-        return a.shape, a.dtype
-    return tuple(jnp.shape(a)), jnp.result_type(a)
-
-
-def _rebuild(signature: tuple) -> Any:
-    treedef, leaves = signature
-    return jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(s, d) for s, d in leaves])
-
-
 @functools.lru_cache(maxsize=256)
-def _cached_path(loss_fn, method: str, n: int, params_sig, x_sig, y_sig, key_sig, state_sig):
-    key = _rebuild(key_sig)
+def _cached_path(loss_fn, method: str, n: int, signature: tuple) -> str:
+    params, x, y, key, state = abstract_args(signature)
     keys = None if key is None else jax.eval_shape(lambda k: jax.random.split(k, n), key)
-    state = _rebuild(state_sig)
-    return resolve_method(
-        loss_fn, _rebuild(params_sig), _rebuild(x_sig), _rebuild(y_sig), keys, state, method
-    )
+    return resolve_method(loss_fn, params, x, y, keys, state, method)
 
 
 def choose_path(loss_fn, params, x, y, key, state, method: str) -> str:
@@ -169,11 +148,11 @@ def choose_path(loss_fn, params, x, y, key, state, method: str) -> str:
     ``"auto"`` and its path share one compiled function. Decided from shapes only and
     memoised per (loss_fn, method, shapes), so repeated calls cost a dictionary look-up."""
     _check_method(method)
-    sigs = [_signature(t) for t in (params, x, y, key, state)]
+    signature = abstract_signature(params, x, y, key, state)
     try:
-        return _cached_path(loss_fn, method, batch_size(x), *sigs)
+        return _cached_path(loss_fn, method, batch_size(x), signature)
     except TypeError:  # an unhashable loss_fn: decide without the memo
-        return _cached_path.__wrapped__(loss_fn, method, batch_size(x), *sigs)
+        return _cached_path.__wrapped__(loss_fn, method, batch_size(x), signature)
 
 
 def default_chunk(params: Params, method: str, n: int) -> int:

@@ -60,6 +60,7 @@ from fnet._checks import check_int
 from fnet.train.epoch import BatchPlan
 from fnet.train.objective import Metrics, Objective
 from fnet.train.step import TrainState, make_step, sharded_objective
+from fnet.tree import abstract_args, abstract_signature
 
 __all__ = [
     "AUTO_CHUNK",
@@ -292,7 +293,7 @@ def loop_slow_ops(jaxpr: Any) -> frozenset[str]:
 @functools.lru_cache(maxsize=64)
 def _step_info(spec: _Spec, sig: Any) -> tuple[frozenset[str], tuple[tuple[str, Any], ...]]:
     """One abstract trace of the step: its loop-slow ops and its metrics' names and dtypes."""
-    ts, x, y = _abstract_args(sig)
+    ts, x, y = abstract_args(sig)
     step = make_step(spec.objective, spec.optimizer, dedupe_objective=True)
     b = spec.plan.batch_size
     xb = jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype)
@@ -341,34 +342,12 @@ def resolve_steps_per_call(
 # --------------------------------------------------------------------------- compile cache
 
 
-def _leaf_key(a: Any) -> tuple[Any, ...]:
-    """What compiled code depends on in one argument: shape, dtype, weak type, sharding."""
-    if isinstance(a, (jax.Array, jax.ShapeDtypeStruct)):  # PRNG key arrays: no weak_type
-        return (a.shape, a.dtype, getattr(a, "weak_type", False), a.sharding)
-    aval = jax.typeof(a)
-    return (aval.shape, aval.dtype, aval.weak_type, None)
-
-
-def _signature(*trees: Any) -> tuple[Any, ...]:
-    """A hashable key for the arguments ``trees`` (cheap: no tracing, no allocation)."""
-    leaves, treedef = jax.tree.flatten(trees)
-    return (treedef, *map(_leaf_key, leaves))
-
-
-def _abstract_args(sig: tuple[Any, ...]) -> Any:
-    structs = [
-        jax.ShapeDtypeStruct(shape, dtype, sharding=sharding, weak_type=weak)
-        for shape, dtype, weak, sharding in sig[1:]
-    ]
-    return jax.tree.unflatten(sig[0], structs)
-
-
 @functools.lru_cache(maxsize=256)
 def _compiled(fn: Any, static: tuple[tuple[str, Any], ...], sig: tuple[Any, ...]) -> Any:
     """``fn`` traced, lowered and compiled for the abstract arguments ``sig`` (cached),
     with the compiler options :func:`fnet._xla.compiler_options` picks for the program
     (on CPU, convolutions run by XLA's Eigen kernels rather than YNNPACK)."""
-    args = _abstract_args(sig)
+    args = abstract_args(sig)
     traced = fn.trace(*args, **dict(static))
     options = _xla.compiler_options(traced.jaxpr, _xla.platform_of(args))
     return traced.lower().compile(compiler_options=options)
@@ -389,7 +368,7 @@ def compiled(fn: Any, *args: Any, **static: Any) -> Any:
     (``jax.jit``'s ``lower().compile()`` does not fill the cache that calling the jitted
     function uses, so warming a jitted function that way compiles it twice.)
     """
-    return _compiled(fn, tuple(sorted(static.items())), _signature(*args))
+    return _compiled(fn, tuple(sorted(static.items())), abstract_signature(*args))
 
 
 # --------------------------------------------------------------------------- the engine
@@ -438,7 +417,7 @@ class EpochEngine:
         """
         t0 = time.perf_counter()
         spec, plan = self.spec, self.spec.plan
-        slow, dtypes = _step_info(spec, _signature(ts, x, y))
+        slow, dtypes = _step_info(spec, abstract_signature(ts, x, y))
         devices = jax.devices() if spec.mesh is None else list(spec.mesh.devices.flat)
         k = resolve_steps_per_call(self.steps_per_call, slow, devices[0].platform, plan.steps)
         self.chunk = k
@@ -446,13 +425,13 @@ class EpochEngine:
         epoch = np.int32(0)
         if k is None:
             self._whole = _compiled(
-                _whole_epoch, (("spec", spec),), _signature(ts, zeros, x, y, key, epoch)
+                _whole_epoch, (("spec", spec),), abstract_signature(ts, zeros, x, y, key, epoch)
             )
             self._calls = None
         else:
             n = x.shape[0]
             self._start = _compiled(
-                _start_epoch, (("spec", spec), ("n", n)), _signature(key, epoch)
+                _start_epoch, (("spec", spec), ("n", n)), abstract_signature(key, epoch)
             )
             keys, order = jax.eval_shape(
                 functools.partial(_start_epoch, spec=spec, n=n), key, epoch
@@ -471,7 +450,7 @@ class EpochEngine:
             for i, (count, last) in enumerate(calls):
                 end = i == len(calls) - 1
                 static = (("spec", spec), ("count", count), ("last", last), ("end", end))
-                sig = _signature(ts, zeros, x, y, keys, order, np.int32(0))
+                sig = abstract_signature(ts, zeros, x, y, keys, order, np.int32(0))
                 self._calls.append((_compiled(_chunk, static, sig), first, last))
                 first += count
         return time.perf_counter() - t0

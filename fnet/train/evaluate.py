@@ -41,12 +41,10 @@ def _metric_sums_of(params, state, x, y, *, objective, batch_size):
     return batched_sums(fn, x, y, batch_size)
 
 
-_STATIC = ("objective", "batch_size")
-# fit compiles its validation pass ahead of time (compile_evaluation, fnet.train.engine's
-# cache); evaluate_objective calls a jax.jit, which also runs under another
-# transformation and follows committed devices (fnet._xla.ConvAwareJit).
-_metric_sums = jax.jit(_metric_sums_of, static_argnames=_STATIC)
-_metric_sums_jit = _xla.ConvAwareJit(_metric_sums_of, static_argnames=_STATIC)
+# evaluate_objective calls it (a jax.jit: it also runs under another transformation and
+# follows committed devices); fit compiles its validation pass ahead of time from
+# `.plain` through fnet.train.engine's cache (compile_evaluation).
+_metric_sums = _xla.ConvAwareJit(_metric_sums_of, static_argnames=("objective", "batch_size"))
 
 
 def evaluate_objective(
@@ -79,11 +77,9 @@ def evaluate_objective(
       A dict of device scalars (float32 for float32 models), the objective's metrics and
       ``"objective"`` (the objective's value).
     """
-    n = x.shape[0]
-    if mesh is not None:
-        objective = sharded_objective(objective, mesh)
-    sums = _metric_sums_jit(params, state, x, y, objective=objective, batch_size=batch_size)
-    return {k: v / n for k, v in sums.items()}
+    objective = _on_mesh(objective, mesh)
+    sums = _metric_sums(params, state, x, y, objective=objective, batch_size=batch_size)
+    return _means(sums, x.shape[0])
 
 
 def compile_evaluation(
@@ -101,15 +97,24 @@ def compile_evaluation(
     ``fit`` compiles its validation pass with it before the first epoch; the executable
     is cached (a later call with like arguments compiles nothing).
     """
-    n = x.shape[0]
-    if mesh is not None:
-        objective = sharded_objective(objective, mesh)
-    sums = compiled(_metric_sums, params, state, x, y, objective=objective, batch_size=batch_size)
+    objective = _on_mesh(objective, mesh)
+    sums = compiled(
+        _metric_sums.plain, params, state, x, y, objective=objective, batch_size=batch_size
+    )
 
     def run(params: Any, state: Any, x: jax.Array, y: jax.Array) -> Metrics:
-        return {k: v / n for k, v in sums(params, state, x, y).items()}
+        return _means(sums(params, state, x, y), x.shape[0])
 
     return run
+
+
+def _on_mesh(objective: Objective, mesh: Mesh | None) -> Objective:
+    return objective if mesh is None else sharded_objective(objective, mesh)
+
+
+def _means(sums: Metrics, n: int) -> Metrics:
+    """Example-weighted sums -> means over the ``n`` examples."""
+    return {k: v / n for k, v in sums.items()}
 
 
 def evaluate(
