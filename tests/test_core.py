@@ -290,3 +290,19 @@ def test_cast_floating_converts_only_floating_leaves():
     tree = {"w": jnp.ones(2, jnp.float32), "n": jnp.ones(2, jnp.int32)}
     out = fnet.cast_floating(tree, jnp.float64)
     assert out["w"].dtype == jnp.float64 and out["n"].dtype == jnp.int32
+
+
+def test_abstract_signature_keys_arrays_numpy_and_tracers_alike_and_round_trips():
+    from fnet.tree import abstract_args, abstract_signature
+
+    tree = {"w": jnp.ones((3, 2), jnp.float32), "n": np.ones(4, np.float32), "s": 2.0}
+    sig = abstract_signature(tree, None)
+    assert hash(sig) == hash(abstract_signature(tree, None))
+    back, none = abstract_args(sig)
+    assert none is None
+    assert back["w"].shape == (3, 2) and back["n"].dtype == jnp.float32
+    assert back["s"].weak_type  # a Python float stays weakly typed, as jit sees it
+    other = {**tree, "w": jnp.ones((3, 3), jnp.float32)}
+    assert abstract_signature(other, None) != sig
+    # Under a transformation (tracers have no concrete sharding) it still works.
+    jax.jit(lambda t: abstract_signature(t) and t["w"])(tree)
