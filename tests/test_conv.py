@@ -1,7 +1,8 @@
 """``fnet.layers.conv_nhwc``: lax's convolution with gradients in XLA:CPU's canonical form.
 
 Values and every derivative (reverse, forward, forward-over-reverse, per-example under
-``vmap``) must equal ``lax.conv_general_dilated``'s; the compiled gradient of a scanned
+``vmap``) must equal ``lax.conv_general_dilated``'s (to rounding where the CPU forward
+pass of a short contraction is the sum of shifted taps); the compiled gradient of a scanned
 (``while``) training step must contain canonical convolutions only (the cause of the
 ~10x slower rolled epoch and of its other rounding, issue 10).
 """
@@ -65,9 +66,82 @@ def test_values_and_gradients_equal_lax_in_float64(h, w, k, s, p):
     # One compiled program per side (eagerly, every primitive compiles on its own).
     derivatives = jax.jit(derivatives, static_argnums=2)
     mine, ref = derivatives(x, kern, conv_nhwc), derivatives(x, kern, _lax)
-    np.testing.assert_array_equal(mine[0], ref[0])
+    # Short kernels (kh * kw * C_in <= MAX_TAPS) sum their taps in another order on CPU.
+    np.testing.assert_allclose(mine[0], ref[0], rtol=1e-13, atol=1e-13)
     for a, b in zip(jax.tree.leaves(mine[1:]), jax.tree.leaves(ref[1:]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+TAP_CASES = [  # (N, H, W, C_in, kernel, stride, padding, C_out): kh * kw * C_in <= 27
+    (4, 28, 28, 1, 3, 1, "SAME", 8),
+    (1, 9, 9, 1, 5, 1, "SAME", 3),  # a batch of one, 25 taps
+    (3, 11, 10, 3, 3, 2, "VALID", 5),  # RGB, strided, 27 taps
+    (2, 7, 9, 2, (3, 2), (2, 1), ((2, 0), (1, 1)), 4),  # explicit, asymmetric padding
+    (2, 8, 8, 1, 3, 1, ((-1, 1), (0, -1)), 4),  # negative padding crops, as in lax
+]
+
+
+def _padded_lax(x, w, s, p):
+    """The definition: pad (negative entries crop), then a VALID convolution."""
+    if not isinstance(p, str):
+        x = lax.pad(
+            x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in p), (0, 0, 0))
+        )
+        p = "VALID"
+    return _lax(x, w, s, p)
+
+
+def _tap_operands(n, h, w, c, k, c_out, dtype):
+    kh, kw = _pair(k)
+    x = jnp.asarray(RNG.normal(size=(n, h, w, c)) + 3.0, dtype)  # large-mean pixels
+    return x, jnp.asarray(RNG.normal(size=(kh, kw, c, c_out)), dtype)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the taps are the CPU lowering")
+@pytest.mark.parametrize(("n", "h", "w", "c", "k", "s", "p", "c_out"), TAP_CASES)
+def test_short_kernels_run_as_taps_on_cpu_with_lax_values(n, h, w, c, k, s, p, c_out):
+    x, kern = _tap_operands(n, h, w, c, k, c_out, jnp.float32)
+    fwd = jax.jit(lambda x, w: conv_nhwc(x, w, _pair(s), p))
+    assert not _conv_dim_labels(fwd.lower(x, kern).compile().as_text())  # no convolution
+    want = _padded_lax(x, kern, s, p)
+    np.testing.assert_allclose(fwd(x, kern), want, rtol=2e-6, atol=2e-5)
+    np.testing.assert_allclose(conv_nhwc(x, kern, _pair(s), p), want, rtol=2e-6, atol=2e-5)
+    grads = jax.jit(jax.grad(_loss(conv_nhwc, s, p), (0, 1)))(x, kern)
+    for a, b in zip(grads, jax.grad(_loss(_padded_lax, s, p), (0, 1))(x, kern), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("c_in", [1, 4])  # the taps and XLA's convolution
+def test_negative_padding_on_one_side_and_positive_on_the_other_crops_then_pads(c_in):
+    # XLA:CPU's own convolution returns garbage (~1e18) for ((-1, 1), ...) padding.
+    x, kern = _tap_operands(2, 8, 8, c_in, 3, 4, jnp.float64)
+    pads = ((-1, 1), (2, -1))
+    got = jax.jit(lambda x, w: conv_nhwc(x, w, (1, 1), pads))(x, kern)
+    np.testing.assert_allclose(got, _padded_lax(x, kern, 1, pads), rtol=1e-12, atol=1e-12)
+    grads = jax.grad(_loss(conv_nhwc, 1, pads), (0, 1))(x, kern)
+    want = jax.grad(_loss(_padded_lax, 1, pads), (0, 1))(x, kern)
+    for a, b in zip(grads, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_short_kernels_in_bfloat16_accumulate_in_float32():
+    x, kern = _tap_operands(2, 8, 8, 3, 3, 4, jnp.float32)
+    got = conv_nhwc(x.astype(jnp.bfloat16), kern.astype(jnp.bfloat16), (1, 1), "SAME")
+    assert got.dtype == jnp.bfloat16
+    want = _lax(
+        x.astype(jnp.bfloat16).astype(jnp.float32),
+        kern.astype(jnp.bfloat16).astype(jnp.float32),
+        1,
+        "SAME",
+    )
+    # One bfloat16 rounding of the float32 sum, not 27 of them.
+    np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=2**-8, atol=2**-8)
+
+
+def test_long_kernels_keep_xla_convolutions():
+    x, kern = _tap_operands(2, 8, 8, 4, 3, 5, jnp.float32)  # 36 taps > MAX_TAPS
+    fwd = jax.jit(lambda x, w: conv_nhwc(x, w, (1, 1), "SAME"))
+    assert _conv_dim_labels(fwd.lower(x, kern).compile().as_text()) == {"b01f_01io->b01f"}
 
 
 def test_per_example_gradients_under_vmap_equal_lax():

@@ -76,7 +76,8 @@ def test_a_plain_jit_of_a_conv_step_puts_its_convolutions_in_ynnpack_here():
     total, inside = _convolutions(plain.compile().as_text())
     if inside == 0:
         pytest.skip("this jaxlib runs convolutions with XLA's own kernels already")
-    assert total >= 5
+    # (The first layer's forward pass, one input channel, is shifted taps on CPU.)
+    assert total >= 4
 
 
 def test_train_step_compiles_its_convolutions_outside_ynnpack():
@@ -85,7 +86,9 @@ def test_train_step_compiles_its_convolutions_outside_ynnpack():
     ts = TrainState.create(params, opt)
     step = train_step(objective, opt)
     total, inside = _convolutions(step.lower(ts, x, y, jax.random.key(0)).compile().as_text())
-    assert total >= 5 and inside == 0  # 2 forward, 2 weight gradients, 1 input gradient
+    # 1 forward (the first layer's, one input channel, is shifted taps on CPU), 2 weight
+    # gradients, 1 input gradient
+    assert total >= 4 and inside == 0
     ts2, metrics = step(ts, x, y, jax.random.key(0))
     want = jax.jit(make_step(objective, opt))(ts, x, y, jax.random.key(0))
     np.testing.assert_allclose(metrics["loss"], want[1]["loss"], rtol=1e-6)
@@ -102,7 +105,7 @@ def test_fit_engine_compiles_its_convolutions_outside_ynnpack(steps_per_call):
     programs = [engine._whole] if steps_per_call == "epoch" else [c for c, _, _ in engine._calls]
     for program in programs:
         total, inside = _convolutions(program.as_text())
-        assert total >= 5 and inside == 0
+        assert total >= 4 and inside == 0
 
 
 def test_predict_and_evaluate_compile_with_the_options(picked):
