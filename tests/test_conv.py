@@ -2,7 +2,7 @@
 
 Values and every derivative (reverse, forward, forward-over-reverse, per-example under
 ``vmap``) must equal ``lax.conv_general_dilated``'s (to rounding where the CPU forward
-pass of a short contraction is the sum of shifted taps); the compiled gradient of a scanned
+pass of a short contraction is a GEMM of the input's patches); the compiled gradient of a scanned
 (``while``) training step must contain canonical convolutions only (the cause of the
 ~10x slower rolled epoch and of its other rounding, issue 10).
 """
@@ -66,16 +66,16 @@ def test_values_and_gradients_equal_lax_in_float64(h, w, k, s, p):
     # One compiled program per side (eagerly, every primitive compiles on its own).
     derivatives = jax.jit(derivatives, static_argnums=2)
     mine, ref = derivatives(x, kern, conv_nhwc), derivatives(x, kern, _lax)
-    # Short kernels (kh * kw * C_in <= MAX_TAPS) sum their taps in another order on CPU.
+    # Short kernels (kh * kw * C_in <= MAX_TAPS) sum in another order on CPU (a GEMM).
     np.testing.assert_allclose(mine[0], ref[0], rtol=1e-13, atol=1e-13)
     for a, b in zip(jax.tree.leaves(mine[1:]), jax.tree.leaves(ref[1:]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-TAP_CASES = [  # (N, H, W, C_in, kernel, stride, padding, C_out): kh * kw * C_in <= 27
+TAP_CASES = [  # (N, H, W, C_in, kernel, stride, padding, C_out): kh * kw * C_in <= 25
     (4, 28, 28, 1, 3, 1, "SAME", 8),
     (1, 9, 9, 1, 5, 1, "SAME", 3),  # a batch of one, 25 taps
-    (3, 11, 10, 3, 3, 2, "VALID", 5),  # RGB, strided, 27 taps
+    (3, 11, 10, 2, 3, 2, "VALID", 5),  # strided, 18 taps
     (2, 7, 9, 2, (3, 2), (2, 1), ((2, 0), (1, 1)), 4),  # explicit, asymmetric padding
     (2, 8, 8, 1, 3, 1, ((-1, 1), (0, -1)), 4),  # negative padding crops, as in lax
 ]
@@ -97,9 +97,9 @@ def _tap_operands(n, h, w, c, k, c_out, dtype):
     return x, jnp.asarray(RNG.normal(size=(kh, kw, c, c_out)), dtype)
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the taps are the CPU lowering")
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the patches GEMM is the CPU lowering")
 @pytest.mark.parametrize(("n", "h", "w", "c", "k", "s", "p", "c_out"), TAP_CASES)
-def test_short_kernels_run_as_taps_on_cpu_with_lax_values(n, h, w, c, k, s, p, c_out):
+def test_short_kernels_run_as_a_patches_gemm_on_cpu_with_lax_values(n, h, w, c, k, s, p, c_out):
     x, kern = _tap_operands(n, h, w, c, k, c_out, jnp.float32)
     fwd = jax.jit(lambda x, w: conv_nhwc(x, w, _pair(s), p))
     assert not _conv_dim_labels(fwd.lower(x, kern).compile().as_text())  # no convolution
@@ -111,7 +111,7 @@ def test_short_kernels_run_as_taps_on_cpu_with_lax_values(n, h, w, c, k, s, p, c
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("c_in", [1, 4])  # the taps and XLA's convolution
+@pytest.mark.parametrize("c_in", [1, 4])  # the patches GEMM and XLA's convolution
 def test_negative_padding_on_one_side_and_positive_on_the_other_crops_then_pads(c_in):
     # XLA:CPU's own convolution returns garbage (~1e18) for ((-1, 1), ...) padding.
     x, kern = _tap_operands(2, 8, 8, c_in, 3, 4, jnp.float64)
@@ -125,7 +125,7 @@ def test_negative_padding_on_one_side_and_positive_on_the_other_crops_then_pads(
 
 
 def test_short_kernels_in_bfloat16_accumulate_in_float32():
-    x, kern = _tap_operands(2, 8, 8, 3, 3, 4, jnp.float32)
+    x, kern = _tap_operands(2, 8, 8, 2, 3, 4, jnp.float32)
     got = conv_nhwc(x.astype(jnp.bfloat16), kern.astype(jnp.bfloat16), (1, 1), "SAME")
     assert got.dtype == jnp.bfloat16
     want = _lax(
@@ -134,12 +134,13 @@ def test_short_kernels_in_bfloat16_accumulate_in_float32():
         1,
         "SAME",
     )
-    # One bfloat16 rounding of the float32 sum, not 27 of them.
+    # One bfloat16 rounding of the float32 sum, not 18 of them.
     np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=2**-8, atol=2**-8)
 
 
-def test_long_kernels_keep_xla_convolutions():
-    x, kern = _tap_operands(2, 8, 8, 4, 3, 5, jnp.float32)  # 36 taps > MAX_TAPS
+@pytest.mark.parametrize("c_in", [3, 4])  # 27 (RGB) and 36 taps > MAX_TAPS
+def test_long_kernels_keep_xla_convolutions(c_in):
+    x, kern = _tap_operands(2, 8, 8, c_in, 3, 5, jnp.float32)
     fwd = jax.jit(lambda x, w: conv_nhwc(x, w, (1, 1), "SAME"))
     assert _conv_dim_labels(fwd.lower(x, kern).compile().as_text()) == {"b01f_01io->b01f"}
 
