@@ -138,6 +138,34 @@ def test_short_kernels_in_bfloat16_accumulate_in_float32():
     np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=2**-8, atol=2**-8)
 
 
+@pytest.mark.parametrize(
+    ("x_shape", "pads"),
+    [((2, 1, 1, 1), "VALID"), ((2, 4, 8, 1), ((-1, -2), (0, 0))), ((0, 5, 5, 1), "SAME")],
+)
+def test_short_kernels_with_empty_outputs_give_laxs_empty_arrays(x_shape, pads):
+    x = jnp.ones(x_shape, jnp.float32)
+    kern = jnp.ones((3, 3, 1, 2), jnp.float32)
+    got = conv_nhwc(x, kern, (1, 1), pads)
+    want = _padded_lax(x, kern, 1, pads)
+    assert got.shape == want.shape and got.size == 0
+    assert jax.jit(lambda x, w: conv_nhwc(x, w, (1, 1), pads))(x, kern).shape == want.shape
+
+
+def test_short_kernels_leave_integer_and_mixed_dtypes_to_lax():
+    big = jnp.full((1, 3, 3, 1), 2**24 + 1, jnp.int32)  # not exact in float32
+    got = conv_nhwc(big, jnp.ones((1, 1, 1, 1), jnp.int32), (1, 1), "SAME")
+    assert got.dtype == jnp.int32 and int(got[0, 0, 0, 0]) == 2**24 + 1
+    x, kern = jnp.ones((1, 4, 4, 1), jnp.bfloat16), jnp.ones((3, 3, 1, 2), jnp.float32)
+    for call in (conv_nhwc, jax.jit(conv_nhwc, static_argnums=(2, 3))):
+        with pytest.raises(TypeError, match="same dtype"):
+            call(x, kern, (1, 1), "SAME")
+
+
+def test_conv2d_on_an_input_smaller_than_a_short_valid_kernel_raises_shape_error():
+    with pytest.raises(fnet.errors.ShapeError, match="does not fit"):
+        Conv2D(4, 3, padding="VALID").init(jax.random.key(0), (-1, 1, 1, 1))
+
+
 @pytest.mark.parametrize("c_in", [3, 4])  # 27 (RGB) and 36 taps > MAX_TAPS
 def test_long_kernels_keep_xla_convolutions(c_in):
     x, kern = _tap_operands(2, 8, 8, c_in, 3, 5, jnp.float32)

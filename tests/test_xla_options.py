@@ -76,7 +76,7 @@ def test_a_plain_jit_of_a_conv_step_puts_its_convolutions_in_ynnpack_here():
     total, inside = _convolutions(plain.compile().as_text())
     if inside == 0:
         pytest.skip("this jaxlib runs convolutions with XLA's own kernels already")
-    # (The first layer's forward pass, one input channel, is shifted taps on CPU.)
+    # (The first layer's forward pass, one input channel, is a patches GEMM on CPU.)
     assert total >= 4
 
 
@@ -86,7 +86,7 @@ def test_train_step_compiles_its_convolutions_outside_ynnpack():
     ts = TrainState.create(params, opt)
     step = train_step(objective, opt)
     total, inside = _convolutions(step.lower(ts, x, y, jax.random.key(0)).compile().as_text())
-    # 1 forward (the first layer's, one input channel, is shifted taps on CPU), 2 weight
+    # 1 forward (the first layer's, one input channel, is a patches GEMM on CPU), 2 weight
     # gradients, 1 input gradient
     assert total >= 4 and inside == 0
     ts2, metrics = step(ts, x, y, jax.random.key(0))

@@ -136,7 +136,8 @@ def _conv_patches(x: jax.Array, w: jax.Array, strides: tuple[int, ...], pads: Pa
     which packs the same GEMM with a ``K``-long inner dimension less well. A dot, unlike
     an elementwise sum of shifted taps (tried: faster alone, but XLA fused it into every
     consumer, and recomputed it per window element in BatchNorm's and MaxPool's
-    gradients: 0.7x eigen's step with BatchNorm), is computed once and read.
+    gradients: 0.7x the step with XLA's convolution, with BatchNorm), is computed once
+    and read.
     """
     kh, kw, c_in, c_out = w.shape
     patches = jnp.concatenate(_windows(x, (kh, kw), strides, pads), axis=-1)
@@ -151,9 +152,17 @@ def _conv_patches(x: jax.Array, w: jax.Array, strides: tuple[int, ...], pads: Pa
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _conv(x: jax.Array, w: jax.Array, strides: tuple[int, ...], pads: Pads) -> jax.Array:
     kh, kw, c_in, _ = w.shape
-    if kh * kw * c_in > MAX_TAPS:
+    out_hw = [(n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in
+              zip(x.shape[1:3], pads, (kh, kw), strides, strict=True)]  # fmt: skip
+    if (
+        kh * kw * c_in > MAX_TAPS
+        or min(out_hw) <= 0  # an empty output: lax's own shapes and errors
+        or x.dtype != w.dtype  # lax's dtype error, under jit and eagerly alike
+        or not jnp.issubdtype(x.dtype, jnp.inexact)  # integers: lax's exact arithmetic
+    ):
         return _conv_lax(x, w, strides, pads)
-    # Chosen when the program is lowered: the patches GEMM on CPU, XLA's convolution elsewhere.
+    # Chosen when the program is lowered (eagerly: by the platform the op runs on): the
+    # patches GEMM on CPU, XLA's convolution elsewhere.
     return lax.platform_dependent(
         x, w, cpu=lambda x, w: _conv_patches(x, w, strides, pads),
         default=lambda x, w: _conv_lax(x, w, strides, pads),
@@ -180,7 +189,8 @@ def _conv_jvp(strides: tuple[int, ...], pads: Pads, primals, tangents):
     i.e. the weight gradient in the canonical form XLA:CPU would otherwise produce with
     transposes in the entry computation only. (For a short contraction, the weight
     gradient as one GEMM of the input's patches measured slower inside the training
-    step than this convolution: 4,526 vs 4,892 samples/s, ``docs/performance.md``.)
+    step than this convolution: 3,234 vs 3,705 samples/s for the slides' convnet,
+    ``docs/performance.md``, fourth pass.)
     """
     x, w = primals
     dx, dw = tangents
