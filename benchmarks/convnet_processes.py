@@ -12,7 +12,9 @@ lr 0.01, batch 100, ``fit`` called once per epoch (its default driver); PyTorch:
 layers (NCHW), 2 threads, a shuffled epoch of ``N // 100`` steps.
 
 Run: ``python -m benchmarks.convnet_processes --torch-python /path/to/python``.
-Prints one JSON line per process and, last, the median samples/s and the ratio.
+Prints one JSON line per process and, last, the median samples/s, the ratio of the
+medians, and the median (min, max) of the per-round ratios (the two processes of a round
+run back to back, first fnet then PyTorch, and the other way round in the next round).
 """
 
 from __future__ import annotations
@@ -109,8 +111,12 @@ def main() -> None:
     # cores from everything else on a shared machine (and from itself under load).
     env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONPATH": str(ROOT)}
     rates: dict[str, list[float]] = {"fnet": [], "torch": []}
-    for _ in range(args.rounds):
-        for case, python in (("fnet", sys.executable), ("torch", args.torch_python)):
+    pythons = {"fnet": sys.executable, "torch": args.torch_python}
+    for r in range(args.rounds):
+        # Who goes first alternates, so that a drift in the machine's speed within a
+        # round favours neither case.
+        for case in ("fnet", "torch") if r % 2 == 0 else ("torch", "fnet"):
+            python = pythons[case]
             cmd = [python, "-m", "benchmarks.convnet_processes", "--child", case,
                    "--epochs", str(args.epochs)]  # fmt: skip
             out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
@@ -120,7 +126,16 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             rates[case].append(row["samples_per_s"])
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(json.dumps({"median_samples_per_s": med, "fnet_over_torch": med["fnet"] / med["torch"]}))
+    # Paired: each round's two processes ran back to back, so their ratio is less exposed
+    # to the machine's drift between rounds than the ratio of the two medians.
+    paired = [f / t for f, t in zip(rates["fnet"], rates["torch"], strict=True)]
+    print(json.dumps({
+        "median_samples_per_s": med,
+        "fnet_over_torch": med["fnet"] / med["torch"],
+        "per_round_fnet_over_torch": {
+            "median": statistics.median(paired), "min": min(paired), "max": max(paired),
+        },
+    }))  # fmt: skip
 
 
 if __name__ == "__main__":
