@@ -131,7 +131,7 @@ def _conv_patches(x: jax.Array, w: jax.Array, strides: tuple[int, ...], pads: Pa
 
     ``patches(x)[n, i, j, (a, b, c)] = x_pad[n, s_h i + a, s_w j + b, c]`` (``K = kh * kw
     * C_in`` columns, ordered like the rows of ``w.reshape(K, C_out)``), accumulated in at
-    least float32. For a short contraction (a first layer on grayscale or RGB images) the
+    least float32. For a short contraction (a first layer on grayscale images) the
     patches are small (``K`` times the input) and this beats XLA:CPU's convolution kernel,
     which packs the same GEMM with a ``K``-long inner dimension less well. A dot, unlike
     an elementwise sum of shifted taps (tried: faster alone, but XLA fused it into every
@@ -170,6 +170,7 @@ def _conv(x: jax.Array, w: jax.Array, strides: tuple[int, ...], pads: Pads) -> j
 
 
 def _weight_tangent_canonical(x, dw, strides: tuple[int, ...], pads: Pads) -> jax.Array:
+    """``conv(x, dw)``, linear in ``dw``, written so that its transpose is canonical."""
     t = lax.conv_general_dilated(
         jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(dw, (2, 0, 1, 3)), strides, pads,
         dimension_numbers=("CHWN", "IHWO", "HWNC"),
