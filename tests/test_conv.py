@@ -124,18 +124,15 @@ def test_negative_padding_on_one_side_and_positive_on_the_other_crops_then_pads(
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-def test_short_kernels_in_bfloat16_accumulate_in_float32():
+@pytest.mark.parametrize(("dtype", "eps"), [(jnp.bfloat16, 2**-8), (jnp.float16, 2**-10)])
+def test_short_kernels_in_half_precision_accumulate_in_float32(dtype, eps):
     x, kern = _tap_operands(2, 8, 8, 2, 3, 4, jnp.float32)
-    got = conv_nhwc(x.astype(jnp.bfloat16), kern.astype(jnp.bfloat16), (1, 1), "SAME")
-    assert got.dtype == jnp.bfloat16
-    want = _lax(
-        x.astype(jnp.bfloat16).astype(jnp.float32),
-        kern.astype(jnp.bfloat16).astype(jnp.float32),
-        1,
-        "SAME",
-    )
-    # One bfloat16 rounding of the float32 sum, not 18 of them.
-    np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=2**-8, atol=2**-8)
+    got = conv_nhwc(x.astype(dtype), kern.astype(dtype), (1, 1), "SAME")
+    assert got.dtype == dtype
+    want = _lax(x.astype(dtype).astype(jnp.float32), kern.astype(dtype).astype(jnp.float32),
+                1, "SAME")  # fmt: skip
+    # One half-precision rounding of the float32 sum, not 18 of them.
+    np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=eps, atol=eps)
 
 
 @pytest.mark.parametrize(
